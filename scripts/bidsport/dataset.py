@@ -1,0 +1,272 @@
+"""Dataset-level files, written once every series job has finished.
+
+``dataset_description.json``, ``participants.tsv``/``.json``, ``README``,
+``.bidsignore``, per-session ``scans.tsv`` and the export report. All are derived
+from the plan and the per-series manifests (the final names), and each file is
+rewritten only when its content changes.
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from . import __version__, bids_schema
+from .export_series import STATE_DIR, inside
+from .plan import _tsv, write_if_changed
+from .table import parse_date, parse_time
+
+NIFTI_EXTS = (".nii.gz", ".nii")
+REPORT_COLUMNS = [
+    "key", "line", "subject_code", "subject", "session", "series_instance_uid", "stack_index",
+    "series_description", "directory_type", "provenance", "status", "reason", "files", "warnings",
+]  # fmt: skip
+DATATYPES = {"anat", "dwi", "func", "fmap", "perf"}
+PARTICIPANT_DESCRIPTIONS = {
+    "participant_id": "Unique participant label (sub-<label>), derived from the configured subject identifier.",
+    "age": "Age of the participant.",
+    "sex": "Sex of the participant as reported by the site.",
+    "group": "Study group of the participant.",
+    "handedness": "Handedness of the participant.",
+}
+
+
+def read_tsv(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def split_name(rel: str) -> tuple[str | None, bool, dict, str, str]:
+    """(datatype, in_subfolder, entities, suffix, extension) of a dataset path."""
+    parts = rel.split("/")
+    name = parts[-1]
+    ext = next((e for e in (".nii.gz", ".nii", ".json", ".bval", ".bvec", ".tsv") if name.endswith(e)), "")
+    stem = name[: len(name) - len(ext)] if ext else name
+    pieces = stem.split("_")
+    ents = dict(p.split("-", 1) for p in pieces[:-1] if "-" in p)
+    folders = [p for p in parts[:-1] if not p.startswith(("sub-", "ses-"))]
+    datatype = folders[0] if folders else None
+    return datatype, len(folders) > 1, ents, pieces[-1], ext
+
+
+def is_raw_file(rel: str) -> bool:
+    datatype, in_subfolder, ents, suffix, ext = split_name(rel)
+    if datatype not in DATATYPES or in_subfolder or not rel.startswith("sub-"):
+        return False
+    return bids_schema.is_raw_name(datatype, frozenset(ents), suffix, ext)
+
+
+def bidsignore_lines(files: list[str]) -> list[str]:
+    """Patterns that hide every non-raw file and no raw one.
+
+    A routing folder becomes one folder pattern (``sub-*/ses-*/anat/SyMRI``, the form
+    the validator honours); a file becomes ``*_<last part>`` when that pattern hides
+    no valid file, else its exact path.
+    """
+    raw = [f for f in files if is_raw_file(f)]
+    raw_names = [f.rsplit("/", 1)[-1] for f in raw]
+    lines: list[str] = []
+    for rel in sorted(set(files) - set(raw)):
+        parts = rel.split("/")
+        if not rel.startswith("sub-"):
+            continue  # flat layout / sourcedata: nothing the validator reads
+        datatype, in_subfolder, *_ = split_name(rel)
+        if in_subfolder:
+            folder = [("sub-*" if p.startswith("sub-") else "ses-*" if p.startswith("ses-") else p) for p in parts[:-1]]
+            pattern = "/".join(folder)
+        elif datatype not in DATATYPES:
+            folder = [("sub-*" if p.startswith("sub-") else "ses-*" if p.startswith("ses-") else p) for p in parts[:-1]]
+            pattern = "/".join(folder)
+        else:
+            pattern = "*_" + parts[-1].split("_")[-1]
+            if any(fnmatch.fnmatchcase(n, pattern) for n in raw_names):
+                pattern = rel
+        if pattern not in lines:
+            lines.append(pattern)
+    return lines
+
+
+def acq_time(study_date: str, series_time: str) -> str:
+    if not study_date or not series_time:
+        return "n/a"
+    seconds = int(parse_time(series_time))
+    return f"{parse_date(study_date).isoformat()}T{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def finalize(
+    *,
+    output_dir: Path,
+    plan_tsv: Path,
+    excluded_tsv: Path,
+    manifests: list[Path],
+    report_tsv: Path,
+    cfg: dict,
+    dcm2niix_version: str,
+    subjects: pd.DataFrame | None,
+) -> dict:
+    """Write every dataset-level file; return summary counts."""
+    plan = read_tsv(plan_tsv)
+    by_key: dict[str, dict] = {}
+    for path in manifests:  # one per (series, part): merge a series' nifti and dicom parts
+        m = json.loads(Path(path).read_text(encoding="utf-8"))
+        merged = by_key.setdefault(m["key"], {"status": m["status"], "files": [], "warnings": [], "message": ""})
+        merged["files"] += m.get("files", [])
+        merged["warnings"] += m.get("warnings", [])
+        if m["status"] == "failed" or merged["status"] == "skipped":
+            merged["status"] = m["status"]
+        if m.get("message"):
+            merged["message"] = "; ".join(x for x in (merged["message"], f"{m.get('part', '')}: {m['message']}") if x)
+    layout = cfg.get("layout", "bids")
+    formats = cfg.get("_formats", [])
+    bids_tree = layout == "bids" and any(f in ("nii", "nii.gz") for f in formats)
+
+    report_rows = []
+    dataset_files: list[str] = []
+    counts = {"exported": 0, "skipped": 0, "failed": 0, "excluded": 0, "stale": 0}
+    for row in plan:
+        m = by_key.get(row["key"], {"status": "failed", "message": "no manifest (job did not finish)", "files": []})
+        files = [f["path"] for f in m.get("files", [])]
+        dataset_files += files
+        counts[m["status"]] = counts.get(m["status"], 0) + 1
+        report_rows.append(
+            {
+                **{k: row.get(k, "") for k in REPORT_COLUMNS},
+                "status": m["status"],
+                "reason": m.get("message", ""),
+                "files": ", ".join(files),
+                "warnings": " | ".join(m.get("warnings", [])),
+            }
+        )
+    for row in read_tsv(excluded_tsv):
+        counts["excluded"] += 1
+        report_rows.append({**{k: row.get(k, "") for k in REPORT_COLUMNS}, "status": row.get("status", "excluded")})
+    planned = {r["key"] for r in plan}
+    ledger_dir = output_dir / STATE_DIR / "ledger"
+    for ledger in sorted(ledger_dir.glob("*.json")) if ledger_dir.exists() else []:
+        if ledger.name.split(".")[0] in planned:
+            continue
+        data = json.loads(ledger.read_text(encoding="utf-8"))
+        present = [f["path"] for f in data.get("files", []) if (output_dir / f["path"]).exists()]
+        if present:
+            counts["stale"] += 1
+            report_rows.append(
+                {"key": ledger.name.split(".")[0], "status": "stale", "files": ", ".join(present),
+                 "reason": "series no longer in the plan (removed row, or filtered out); files kept; `overwrite: clean` removes them"}
+            )  # fmt: skip
+
+    if bids_tree:
+        _fill_phasediff_echo_times(output_dir, dataset_files)
+        _write_dataset_description(output_dir, cfg, dcm2niix_version)
+        _write_participants(output_dir, plan, subjects)
+        _write_scans(output_dir, plan, by_key)
+        ignore = bidsignore_lines(dataset_files)
+        write_if_changed(output_dir / ".bidsignore", "".join(line + "\n" for line in ignore))
+        readme = output_dir / "README"
+        if not readme.exists() and not (output_dir / "README.md").exists():
+            write_if_changed(readme, _readme(cfg))
+    write_if_changed(report_tsv, _tsv(report_rows, REPORT_COLUMNS))
+    return counts
+
+
+def _write_dataset_description(output_dir: Path, cfg: dict, dcm2niix_version: str) -> None:
+    path = output_dir / "dataset_description.json"
+    desc = dict(cfg.get("dataset_description") or {})  # Authors, License … from the config
+    desc.update(
+        {
+            "Name": cfg.get("dataset_name") or "bidsport export",
+            "BIDSVersion": bids_schema.bids_version(),
+            "DatasetType": "raw",
+            "GeneratedBy": [
+                {"Name": "bidsport", "Version": __version__, "Description": "Export of classified DICOM series"},
+                {"Name": "dcm2niix", "Version": dcm2niix_version},
+            ],
+        }
+    )
+    write_if_changed(path, json.dumps(desc, indent=2) + "\n")
+
+
+def _write_participants(output_dir: Path, plan: list[dict], subjects: pd.DataFrame | None) -> None:
+    labels: dict[str, str] = {}
+    for row in plan:
+        labels.setdefault(row["subject"], row["subject_code"])
+    extra_cols: list[str] = []
+    extra: dict[str, dict] = {}
+    if subjects is not None:
+        extra_cols = [c for c in subjects.columns if c not in ("subject_code", "_line")]
+        extra = {r["subject_code"]: r for r in subjects.to_dict("records")}
+    rows = []
+    for label in sorted(labels):
+        info = extra.get(labels[label], {})
+        rows.append({"participant_id": f"sub-{label}", **{c: (info.get(c) or "n/a") for c in extra_cols}})
+    write_if_changed(output_dir / "participants.tsv", _tsv(rows, ["participant_id", *extra_cols]))
+    sidecar = {c: {"Description": PARTICIPANT_DESCRIPTIONS.get(c, f"{c}, as given in the subjects table.")} for c in ["participant_id", *extra_cols]}
+    if "age" in sidecar:
+        sidecar["age"]["Units"] = "year"
+    write_if_changed(output_dir / "participants.json", json.dumps(sidecar, indent=2) + "\n")
+
+
+def _write_scans(output_dir: Path, plan: list[dict], by_key: dict) -> None:
+    """One ``scans.tsv`` per subject/session folder: every raw image, with acq_time."""
+    per_folder: dict[str, list[dict]] = {}
+    for row in plan:
+        m = by_key.get(row["key"])
+        if not m:
+            continue
+        for f in m.get("files", []):
+            rel = f["path"]
+            if not rel.endswith(NIFTI_EXTS) or not is_raw_file(rel):
+                continue
+            parts = rel.split("/")
+            depth = 2 if len(parts) > 1 and parts[1].startswith("ses-") else 1
+            folder = "/".join(parts[:depth])
+            per_folder.setdefault(folder, []).append(
+                {"filename": "/".join(parts[depth:]), "acq_time": acq_time(row.get("study_date", ""), row.get("series_time", ""))}
+            )
+    for folder, rows in per_folder.items():
+        name = folder.replace("/", "_") + "_scans.tsv"
+        rows.sort(key=lambda r: r["filename"])
+        write_if_changed(inside(output_dir, f"{folder}/{name}"), _tsv(rows, ["filename", "acq_time"]))
+
+
+def _fill_phasediff_echo_times(output_dir: Path, files: list[str]) -> None:
+    """``phasediff`` needs EchoTime1/2: take them from its magnitude1/2 siblings."""
+    for rel in files:
+        if not rel.endswith("_phasediff.json"):
+            continue
+        path = output_dir / rel
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if "EchoTime1" in data and "EchoTime2" in data:
+            continue
+        times = []
+        for n in (1, 2):
+            mag = path.with_name(path.name.replace("_phasediff.json", f"_magnitude{n}.json"))
+            try:
+                times.append(json.loads(mag.read_text(encoding="utf-8")).get("EchoTime"))
+            except (OSError, ValueError):
+                times.append(None)
+        if all(t is not None for t in times) and times[0] != times[1]:
+            data["EchoTime1"], data["EchoTime2"] = sorted(times)
+            write_if_changed(path, json.dumps(data, indent=2) + "\n")
+
+
+def _readme(cfg: dict) -> str:
+    name = cfg.get("dataset_name") or "bidsport export"
+    return (
+        f"# {name}\n\nThis dataset was exported from classified DICOM series by bidsport "
+        f"{__version__} (dcm2niix for NIfTI conversion).\nThe export plan and report are in "
+        "code/bidsport/.\n"
+    )
+
+
+def summary_text(counts: dict, report_tsv: Path) -> str:
+    parts = [f"{k} {v}" for k, v in counts.items() if v]
+    return f"bidsport: {', '.join(parts) or 'nothing to do'} (report: {report_tsv})"

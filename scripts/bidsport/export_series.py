@@ -1,0 +1,369 @@
+"""Export one series: the body of the per-series DAG node.
+
+``python -m bidsport.export_series SPEC PART MANIFEST OUTPUT_DIR``
+
+``PART`` is ``nifti`` (dcm2niix; rule ``convert_series``) or ``dicom`` (copies;
+rule ``copy_series``): one DAG node each, sharing one spec.
+
+* Converts (dcm2niix) or copies into a scratch folder on the same filesystem, then
+  renames each finished file into place, so no partial file is ever visible under a
+  final name and a killed job leaves only scratch behind.
+* Never writes under the source folder; never writes outside ``OUTPUT_DIR``.
+* Always ends by writing the manifest (status ``exported``, ``skipped`` or
+  ``failed`` with the reason), so one bad series never stops the others and the
+  export report can account for it. A failed manifest is withdrawn at the next run
+  (see ``workflow/rules/common.smk``), so the series is retried.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from . import dcm2niix as d2n
+from . import naming, sidecars
+from .dicom_scan import scan_series
+from .plan import write_if_changed
+
+NIFTI_EXTS = (".nii.gz", ".nii")
+COMPANION_EXTS = (".json", ".bval", ".bvec")
+STATE_DIR = ".bidsport"
+
+
+class SeriesFailed(RuntimeError):
+    pass
+
+
+def inside(root: Path, relative: str) -> Path:
+    """``root/relative``, refusing anything that would leave ``root``."""
+    if "\x00" in relative or relative.startswith(("/", "\\")):
+        raise SeriesFailed(f"unsafe destination {relative!r}")
+    target = (root / relative).resolve()
+    base = root.resolve()
+    if target != base and base not in target.parents:
+        raise SeriesFailed(f"destination {relative!r} would leave the output folder")
+    return target
+
+
+def ledger_path(output_dir: Path, key: str, part: str) -> Path:
+    """What a series' job wrote last time (persists while the manifest is rebuilt)."""
+    return output_dir / STATE_DIR / "ledger" / f"{key}.{part}.json"
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _stat_sig(path: Path) -> list[int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return [st.st_ino, st.st_size, st.st_mtime_ns]
+
+
+# --------------------------------------------------------------------------- NIfTI
+
+
+def collect_outputs(scratch: Path, filename: str = "series") -> dict[str, list[Path]]:
+    """dcm2niix outputs grouped by postfix: ``{"_e1": [nii, json], "": [...]}``."""
+    groups: dict[str, list[Path]] = {}
+    for path in sorted(scratch.iterdir()):
+        name = path.name
+        if not name.startswith(filename):
+            continue
+        ext = next((e for e in NIFTI_EXTS + COMPANION_EXTS if name.endswith(e)), None)
+        if ext is None:
+            continue
+        groups.setdefault(name[len(filename) : -len(ext)], []).append(path)
+    # Keep only groups that hold an image: a stray sidecar is not an output.
+    return {k: v for k, v in groups.items() if any(p.name.endswith(NIFTI_EXTS) for p in v)}
+
+
+def select_stack(groups: dict[str, list[Path]], spec: dict) -> dict[str, list[Path]]:
+    """For a series with several table rows (stacks), keep this row's outputs.
+
+    Stacks map to dcm2niix outputs in order: echoes for ``multi_echo``, otherwise
+    the sorted postfixes (magnitude before phase, for ``image_type_variation``).
+    """
+    n = int(spec.get("n_stacks") or 1)
+    if n <= 1:
+        return groups
+    index = int(spec.get("stack_index") or 0)
+    postfixes = sorted(groups)
+    if spec.get("stack_key") == "multi_echo":
+        echoes = sorted({naming.parse_postfix(p).echo or 0 for p in postfixes})
+        if len(echoes) == n:
+            wanted = echoes[index]
+            return {p: groups[p] for p in postfixes if (naming.parse_postfix(p).echo or 0) == wanted}
+    if len(postfixes) == n:
+        return {postfixes[index]: groups[postfixes[index]]}
+    if len(postfixes) % n == 0:  # e.g. 2 stacks × (mag, phase)
+        per = len(postfixes) // n
+        chosen = postfixes[index * per : (index + 1) * per]
+        return {p: groups[p] for p in chosen}
+    raise SeriesFailed(
+        f"the table lists {n} stacks for this series but dcm2niix wrote {len(postfixes)} "
+        f"outputs ({', '.join(p or '(plain)' for p in postfixes)}); cannot tell which is stack {index}"
+    )
+
+
+def plan_nifti_files(spec: dict, groups: dict[str, list[Path]]) -> list[tuple[Path, str]]:
+    """(scratch file, destination relative to output_dir) for every output file."""
+    series_name = naming.SeriesName(
+        datatype=spec["datatype"],
+        suffix=spec["suffix"],
+        entities=tuple(tuple(e) for e in spec["entities"]),
+        subfolder=spec.get("subfolder"),
+        tail=spec.get("tail", ""),
+        role=spec.get("role", "image"),
+        kind=spec.get("kind", "raw"),
+    )
+    names = naming.name_outputs(series_name, list(groups))
+    moves: list[tuple[Path, str]] = []
+    for postfix, files in groups.items():
+        out = names[postfix]
+        stem = naming.stem(spec["subject"], spec.get("session"), out.entities, out.suffix, out.tail, spec.get("run"))
+        for path in files:
+            ext = next(e for e in NIFTI_EXTS + COMPANION_EXTS if path.name.endswith(e))
+            moves.append((path, "/".join(p for p in (spec["nifti_dir"], stem + ext) if p)))
+    return moves
+
+
+# --------------------------------------------------------------------------- DICOM
+
+
+def _symlink_folder(files: list[Path], folder: Path) -> Path:
+    """A folder of links to just this series' files, for dcm2niix to convert."""
+    folder.mkdir(parents=True)
+    for i, path in enumerate(files):
+        os.symlink(path.absolute(), folder / f"{i:06d}_{path.name}")
+    return folder
+
+
+def copy_files(files: list[Path], dest: Path, method: str, workers: int) -> None:
+    """Copy (or hardlink/reflink, falling back to a copy) into ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
+    jobs = []
+    for i, src in enumerate(files):
+        name = src.name if src.name not in used else f"{i:05d}_{src.name}"
+        used.add(name)
+        jobs.append((src, dest / name))
+
+    def one(pair):
+        src, dst = pair
+        if method == "hardlink":
+            try:
+                os.link(src, dst)
+                return
+            except OSError:
+                pass
+        elif method == "reflink" and _reflink(src, dst):
+            return
+        shutil.copyfile(src, dst)
+        shutil.copymode(src, dst)
+
+    if workers > 1 and len(jobs) > 8:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(one, jobs))
+    else:
+        for pair in jobs:
+            one(pair)
+
+
+def _reflink(src: Path, dst: Path) -> bool:
+    """Copy-on-write clone (FICLONE) where the filesystem supports it."""
+    try:
+        import fcntl
+
+        with open(src, "rb") as fin, open(dst, "wb") as fout:
+            fcntl.ioctl(fout.fileno(), 0x40049409, fin.fileno())  # FICLONE
+        return True
+    except (OSError, ImportError):
+        try:
+            os.unlink(dst)
+        except FileNotFoundError:
+            pass
+        return False
+
+
+# --------------------------------------------------------------------------- install
+
+
+class Installer:
+    """Moves finished files from scratch into the dataset, honouring ``overwrite``."""
+
+    def __init__(self, output_dir: Path, key: str, mode: str, previous: dict | None):
+        self.output_dir = output_dir
+        self.key = key
+        self.mode = mode
+        self.previous = {f["path"]: f.get("sig") for f in (previous or {}).get("files", [])}
+        self.installed: list[dict] = []
+        self.skipped: list[str] = []
+
+    def _ours(self, rel: str, target: Path) -> bool:
+        sig = self.previous.get(rel)
+        return sig is not None and _stat_sig(target) == sig
+
+    def install_file(self, src: Path, rel: str) -> None:
+        target = inside(self.output_dir, rel)
+        if target.exists() and self.mode == "skip" and not self._ours(rel, target):
+            self.skipped.append(rel)
+            self.installed.append({"path": rel, "status": "skipped", "sig": None})
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, target)  # atomic on one filesystem
+        self.installed.append({"path": rel, "status": "exported", "sig": _stat_sig(target)})
+
+    def install_dir(self, src: Path, rel: str) -> None:
+        target = inside(self.output_dir, rel)
+        if target.exists() and self.mode == "skip" and not self._ours(rel, target):
+            self.skipped.append(rel)
+            self.installed.append({"path": rel, "status": "skipped", "sig": None})
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            trash = src.parent / f"old-{target.name}"
+            os.replace(target, trash)
+            os.replace(src, target)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(src, target)
+        self.installed.append({"path": rel, "status": "exported", "sig": _stat_sig(target)})
+
+    def remove_stale(self) -> list[str]:
+        """Files this series wrote before under names it no longer uses."""
+        now = {f["path"] for f in self.installed}
+        removed = []
+        for rel, sig in self.previous.items():
+            if rel in now or sig is None:
+                continue
+            try:
+                target = inside(self.output_dir, rel)
+            except SeriesFailed:
+                continue
+            if _stat_sig(target) == sig:  # still ours: nobody replaced it since
+                if target.is_dir():
+                    shutil.rmtree(target)
+                else:
+                    target.unlink()
+                removed.append(rel)
+        return removed
+
+
+def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, copy_method: str, copy_workers: int, timeout: float | None) -> dict:
+    key = spec["key"]
+    scratch = output_dir / STATE_DIR / "tmp" / f"{key}.{part}.{os.getpid()}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    previous = _read_json(ledger_path(output_dir, key, part))
+    installer = Installer(output_dir, key, spec.get("overwrite", "skip"), previous)
+    manifest = {"key": key, "part": part, "status": "failed", "files": [], "message": "", "warnings": [], "seconds": 0.0}
+    started = time.monotonic()
+    source = Path(spec["source"])
+    try:
+        if not source.exists():
+            raise SeriesFailed(f"source {source} does not exist")
+        nifti = next((f for f in spec["formats"] if f in ("nii", "nii.gz")), None) if part == "nifti" else None
+        copy_dicom = part == "dicom" and bool(spec.get("dicom_dir"))
+        if part == "nifti" and not nifti or part == "dicom" and not copy_dicom:
+            raise SeriesFailed(f"the plan has no {part} output for this series")
+        scan = scan_series(source, spec["series_instance_uid"])
+        if not scan.files:
+            raise SeriesFailed(f"no DICOM image of series {spec['series_instance_uid']} under {source}")
+        if nifti:
+            if not dcm2niix:
+                raise SeriesFailed("no dcm2niix binary was given")
+            out = scratch / "nii"
+            out.mkdir()
+            convert_from = source if scan.pure else _symlink_folder(scan.files, scratch / "src")
+            result = d2n.convert(dcm2niix, convert_from, out, compress=(nifti == "nii.gz"), timeout=timeout)
+            manifest["dcm2niix_output"] = result.output[-4000:]
+            groups = collect_outputs(out)
+            if result.returncode is None:
+                raise SeriesFailed(f"dcm2niix timed out after {timeout:g} s")
+            if not groups:
+                raise SeriesFailed(f"dcm2niix wrote no image for this series (exit {result.returncode}): {result.message}")
+            if result.returncode not in (0,):
+                # dcm2niix exits non-zero for partial problems too; its images still count,
+                # but the message goes to the report.
+                manifest["warnings"].append(f"dcm2niix exit {result.returncode}: {result.message}")
+            groups = select_stack(groups, spec)
+            moves = plan_nifti_files(spec, groups)
+            manifest["warnings"] += sidecars.fix_sidecars(spec, moves)
+        if copy_dicom:
+            dcm_scratch = scratch / "dcm"
+            copy_files(scan.files, dcm_scratch, copy_method, copy_workers)
+        # Everything is ready in scratch: now, and only now, touch the dataset.
+        if nifti:
+            for src, rel in moves:
+                installer.install_file(src, rel)
+        if copy_dicom:
+            installer.install_dir(dcm_scratch, spec["dicom_dir"])
+        manifest["removed"] = installer.remove_stale()
+        manifest["status"] = "skipped" if installer.skipped and len(installer.skipped) == len(installer.installed) else "exported"
+        if installer.skipped:
+            manifest["warnings"].append(f"kept {len(installer.skipped)} existing file(s) (overwrite: skip)")
+    except SeriesFailed as exc:
+        manifest["message"] = str(exc)
+    except Exception as exc:  # noqa: BLE001 - one series must never stop the others
+        manifest["message"] = f"{type(exc).__name__}: {exc}"
+        manifest["traceback"] = traceback.format_exc()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    manifest["files"] = installer.installed
+    manifest["seconds"] = round(time.monotonic() - started, 3)
+    if installer.installed or manifest["status"] != "failed":
+        ledger = {"key": key, "files": [f for f in installer.installed if f["status"] == "exported"] + _kept(previous, installer)}
+        write_if_changed(ledger_path(output_dir, key, part), json.dumps(ledger, indent=1) + "\n")
+    return manifest
+
+
+def _kept(previous: dict | None, installer: Installer) -> list[dict]:
+    """Previous files of ours that a skip left in place stay in the ledger."""
+    exported = {f["path"] for f in installer.installed if f["status"] == "exported"}
+    return [f for f in (previous or {}).get("files", []) if f["path"] in installer.skipped and f["path"] not in exported]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) != 4 or argv[1] not in ("nifti", "dicom"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    spec_path, part, manifest_path, output_dir = Path(argv[0]), argv[1], Path(argv[2]), Path(argv[3])
+    spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    timeout = float(os.environ.get("BIDSPORT_TIMEOUT", "0")) or None
+    manifest = export(
+        spec,
+        part,
+        output_dir,
+        dcm2niix=os.environ.get(d2n.ENV_VAR) or None,
+        copy_method=os.environ.get("BIDSPORT_COPY_METHOD", "copy"),
+        copy_workers=int(os.environ.get("BIDSPORT_COPY_WORKERS", "4")),
+        timeout=timeout,
+    )
+    manifest_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = manifest_path.with_name(f".{manifest_path.name}.tmp")
+    tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, manifest_path)
+    line = f"{spec['key']} {spec['stem']}: {manifest['status']}"
+    if manifest["message"]:
+        line += f": {manifest['message']}"
+    print(line)
+    if manifest.get("dcm2niix_output"):
+        print(manifest["dcm2niix_output"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,414 @@
+"""Plan the export: filter rows, label subjects and sessions, name every series.
+
+:func:`build_plan` is pure (tables in, :class:`Plan` out); :func:`write_plan`
+writes the human-readable ``plan.tsv`` and one small JSON *spec* per series, which
+is the only input of that series' conversion job. Specs are rewritten only when
+their content changes, so that a job re-runs only when its own series changed.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from . import naming
+from .labels import sanitize_label
+from .table import TableError, parse_date, parse_time, resolve_dicom_path
+
+NIFTI_FORMATS = ("nii", "nii.gz")
+PLAN_COLUMNS = [
+    "key", "subject_code", "subject", "session", "series_instance_uid", "stack_index",
+    "series_number", "series_time", "series_description", "directory_type", "provenance",
+    "datatype", "stem", "formats", "nifti_dir", "dicom_dir", "source", "raw_bids",
+]  # fmt: skip
+
+
+class NothingToExport(RuntimeError):
+    """Every row was filtered out; the message says by which filter."""
+
+
+@dataclass
+class PlanEntry:
+    key: str
+    line: int
+    subject_code: str
+    subject: str
+    session: str | None
+    series_instance_uid: str
+    stack_index: int
+    n_stacks: int
+    stack_key: str
+    series_number: str
+    series_time: str
+    study_date: str
+    series_description: str
+    directory_type: str
+    provenance: str
+    datatype: str
+    subfolder: str | None
+    entities: list
+    suffix: str
+    tail: str
+    role: str
+    kind: str
+    run: int | None
+    stem: str
+    formats: list[str]
+    nifti_dir: str | None  # relative to output_dir
+    dicom_dir: str | None  # relative to output_dir: the folder that receives the copies
+    source: str  # absolute path of the series' folder or file
+
+    def spec(self, overwrite: str) -> dict:
+        """What the series job needs, and nothing else (its only input)."""
+        keys = (
+            "key", "subject", "session", "series_instance_uid", "stack_index", "n_stacks",
+            "stack_key", "datatype", "subfolder", "entities", "suffix", "tail", "role", "kind",
+            "run", "stem", "formats", "nifti_dir", "dicom_dir", "source",
+        )  # fmt: skip
+        spec = {k: getattr(self, k) for k in keys}
+        spec["overwrite"] = overwrite
+        return spec
+
+
+@dataclass
+class Plan:
+    entries: list[PlanEntry]
+    excluded: list[dict] = field(default_factory=list)  # {line, subject_code, uid, status, reason}
+    subjects: dict[str, str] = field(default_factory=dict)  # subject_code → label
+    fallbacks: list[str] = field(default_factory=list)  # subject_codes with no alternative id
+    sessions: dict[tuple[str, str], dict] = field(default_factory=dict)  # (sub, ses) → info
+
+
+def series_key(uid: str, stack_index: int) -> str:
+    """Stable, path-safe job key of one row: independent of names and order."""
+    digest = hashlib.sha1(f"{uid}/{stack_index}".encode()).hexdigest()[:16]
+    return f"s{digest}"
+
+
+def apply_filters(rows: pd.DataFrame, cfg: dict) -> tuple[pd.DataFrame, list[dict], dict[str, int]]:
+    """Intent and provenance filters, in the export page's order.
+
+    Returns the kept rows, one record per removed row, and how many each filter removed.
+    """
+    provenance = rows["provenance"].where(rows["provenance"] != "", "RawRecon") if "provenance" in rows else pd.Series(
+        ["RawRecon"] * len(rows), index=rows.index
+    )
+    rows = rows.assign(provenance=provenance)
+    steps = [
+        ("include_intents", "directory_type", lambda v, allowed: v in allowed),
+        ("exclude_intents", "directory_type", lambda v, banned: v not in banned),
+        ("include_provenance", "provenance", lambda v, allowed: v in allowed),
+        ("exclude_provenance", "provenance", lambda v, banned: v not in banned),
+    ]
+    removed: list[dict] = []
+    counts: dict[str, int] = {}
+    for name, column, keep in steps:
+        values = cfg.get(name)
+        if values is None or (name.startswith("include") and not values):
+            counts[name] = 0
+            continue
+        mask = rows[column].map(lambda v: keep(v, set(values)))
+        gone = rows[~mask]
+        counts[name] = len(gone)
+        for r in gone.to_dict("records"):
+            removed.append(
+                {
+                    "line": r["_line"],
+                    "subject_code": r["subject_code"],
+                    "series_instance_uid": r["series_instance_uid"],
+                    "stack_index": r.get("stack_index") or "0",
+                    "status": "excluded",
+                    "reason": f"{name}: {column}={r[column]!r}",
+                }
+            )
+        rows = rows[mask]
+    return rows, removed, counts
+
+
+def nothing_to_export_message(table: pd.DataFrame, counts: dict[str, int], cfg: dict) -> str:
+    prov = table["provenance"].where(table["provenance"] != "", "RawRecon") if "provenance" in table else None
+    lines = [f"No series to export: the series table has {len(table)} usable row(s), and the filters removed all of them."]
+    for name, n in counts.items():
+        if cfg.get(name):
+            lines.append(f"  {name} = {list(cfg[name])} removed {n} row(s)")
+    lines.append("  intents in the table: " + _value_counts(table["directory_type"]))
+    if prov is not None:
+        lines.append("  provenances in the table: " + _value_counts(prov))
+    lines.append("Check that sorting/classification completed, and loosen include_/exclude_ filters to match these values.")
+    return "\n".join(lines)
+
+
+def _value_counts(series: pd.Series) -> str:
+    counts = Counter(series)
+    return ", ".join(f"{k} ({v})" for k, v in sorted(counts.items())) or "(none)"
+
+
+def subject_labels(
+    rows: pd.DataFrame, source: str, identifiers: pd.DataFrame | None, table_path: str
+) -> tuple[dict[str, str], list[str]]:
+    """subject_code → BIDS label, by ``subject_identifier_source``.
+
+    Two subject codes that end on the same label are an error naming both rows.
+    """
+    codes = list(dict.fromkeys(rows["subject_code"]))
+    first_line = dict(zip(rows["subject_code"][::-1], rows["_line"][::-1]))
+    alternative: dict[str, str] = {}
+    if source != "subject_code":
+        if identifiers is None:
+            raise TableError([f"subject_identifier_source is {source!r} but no subject_identifiers_table is configured"])
+        match = identifiers[identifiers["id_type"].astype(str) == str(source)]
+        for r in match.itertuples():
+            if r.other_identifier:
+                alternative.setdefault(r.subject_code, r.other_identifier)
+    labels: dict[str, str] = {}
+    fallbacks: list[str] = []
+    owner: dict[str, str] = {}
+    problems: list[str] = []
+    for code in codes:
+        raw = alternative.get(code)
+        if raw is None:
+            raw = code
+            if source != "subject_code":
+                fallbacks.append(code)
+        label = sanitize_label(raw)
+        if label in owner and owner[label] != code:
+            other = owner[label]
+            problems.append(
+                f"{table_path}:{first_line[code]}: column 'subject_code': {code!r} and {other!r} "
+                f"(line {first_line[other]}) both become the BIDS label sub-{label}"
+            )
+        owner.setdefault(label, code)
+        labels[code] = label
+    if problems:
+        raise TableError(problems)
+    return labels, fallbacks
+
+
+def session_label(row: dict) -> str | None:
+    if row.get("session_id"):
+        return sanitize_label(row["session_id"])
+    if row.get("study_date"):
+        return parse_date(row["study_date"]).strftime("%Y%m%d")
+    return None
+
+
+def _time_order(row: dict) -> tuple:
+    date = parse_date(row["study_date"]).toordinal() if row.get("study_date") else 0
+    time = parse_time(row["series_time"]) if row.get("series_time") else float("inf")
+    number = int(row["series_number"]) if row.get("series_number") else 1 << 30
+    return (date, time, number, row["series_instance_uid"])
+
+
+def build_plan(
+    table: pd.DataFrame,
+    cfg: dict,
+    *,
+    dicom_root: Path,
+    identifiers: pd.DataFrame | None = None,
+    table_path: str = "series table",
+) -> Plan:
+    """The whole export plan, from validated rows and the resolved config."""
+    rows, excluded, counts = apply_filters(table, cfg)
+    if rows.empty:
+        raise NothingToExport(nothing_to_export_message(table, counts, cfg))
+    labels, fallbacks = subject_labels(rows, str(cfg.get("subject_identifier_source", "subject_code")), identifiers, table_path)
+    formats = _formats(cfg)
+    layout = cfg.get("layout", "bids")
+    records = rows.to_dict("records")
+
+    # Session labels, checked for collisions within a subject.
+    problems: list[str] = []
+    session_owner: dict[tuple[str, str], str] = {}
+    for r in records:
+        r["_subject"] = labels[r["subject_code"]]
+        r["_session"] = session_label(r)
+        raw = r.get("session_id") or r.get("study_date") or ""
+        if r["_session"]:
+            k = (r["_subject"], r["_session"])
+            if session_owner.setdefault(k, raw) != raw:
+                problems.append(
+                    f"{table_path}:{r['_line']}: column 'session_id': {raw!r} and {session_owner[k]!r} "
+                    f"both become ses-{r['_session']} for sub-{r['_subject']}"
+                )
+    if problems:
+        raise TableError(problems)
+
+    stacks = Counter(r["series_instance_uid"] for r in records)
+    symri = bool(cfg.get("symri_subfolder", True))
+    for r in records:
+        r["_name"] = naming.name_series(r, symri_subfolder=symri)
+
+    # Run numbers: within (subject, session, folder, name), by acquisition time;
+    # magnitude/phase siblings of one acquisition share one run number.
+    groups: dict[tuple, dict[str, tuple]] = defaultdict(dict)
+    kinds: dict[str, set[str]] = {}
+    for r in records:
+        gkey = _run_group(r)
+        uid = r["series_instance_uid"]
+        order = _time_order(r)
+        groups[gkey][uid] = min(order, groups[gkey].get(uid, order))
+        kinds.setdefault(uid, set()).update(_sibling_kinds(r["_name"], r))
+    run_of: dict[tuple, int | None] = {}
+    for gkey, members in groups.items():
+        acquisitions: list[set[str]] = []  # the kinds each acquisition already holds
+        index_of: dict[str, int] = {}
+        for uid in sorted(members, key=members.get):
+            if not acquisitions or acquisitions[-1] & kinds[uid]:
+                acquisitions.append(set())
+            acquisitions[-1] |= kinds[uid]
+            index_of[uid] = len(acquisitions)
+        for uid, i in index_of.items():
+            run_of[(gkey, uid)] = i if len(acquisitions) > 1 else None
+
+    entries: list[PlanEntry] = []
+    for r in records:
+        n: naming.SeriesName = r["_name"]
+        run = run_of[(_run_group(r), r["series_instance_uid"])]
+        stem = naming.stem(r["_subject"], r["_session"], n.entities, n.suffix, n.tail, run)
+        folder = _folder(layout, r["_subject"], r["_session"], n)
+        nifti_formats = [f for f in formats if f in NIFTI_FORMATS]
+        nifti_dir = folder if nifti_formats else None
+        dicom_dir = None
+        if "dcm" in formats:
+            dicom_dir = _join("sourcedata", folder, stem) if nifti_formats else _join(folder, stem)
+        stack_index = int(r.get("stack_index") or 0)
+        uid = r["series_instance_uid"]
+        entries.append(
+            PlanEntry(
+                key=series_key(uid, stack_index),
+                line=int(r["_line"]),
+                subject_code=r["subject_code"],
+                subject=r["_subject"],
+                session=r["_session"],
+                series_instance_uid=uid,
+                stack_index=stack_index,
+                n_stacks=stacks[uid],
+                stack_key=r.get("stack_key", ""),
+                series_number=r.get("series_number", ""),
+                series_time=r.get("series_time", ""),
+                study_date=r.get("study_date", ""),
+                series_description=r.get("series_description", ""),
+                directory_type=r["directory_type"],
+                provenance=r["provenance"],
+                datatype=n.datatype,
+                subfolder=n.subfolder,
+                entities=[list(e) for e in n.entities],
+                suffix=n.suffix,
+                tail=n.tail,
+                role=n.role,
+                kind=n.kind,
+                run=run,
+                stem=stem,
+                formats=formats,
+                nifti_dir=nifti_dir,
+                dicom_dir=dicom_dir,
+                source=str(resolve_dicom_path(r["dicom_path"], dicom_root).absolute()),
+            )
+        )
+    sessions = {}
+    for e in entries:
+        if e.session:
+            info = sessions.setdefault((e.subject, e.session), {"study_date": e.study_date, "times": []})
+            if e.series_time:
+                info["times"].append(e.series_time)
+    return Plan(entries=entries, excluded=excluded, subjects=labels, fallbacks=fallbacks, sessions=sessions)
+
+
+def _run_group(r: dict) -> tuple:
+    """Series that would share a name but for ``part`` or the fieldmap suffix."""
+    n: naming.SeriesName = r["_name"]
+    entities = tuple(e for e in n.entities if e[0] != "part")
+    suffix = "fmap" if n.role == "fmap" else n.suffix
+    return (r["_subject"], r["_session"], n.datatype, n.subfolder, entities, suffix, n.tail)
+
+
+def _sibling_kinds(n: naming.SeriesName, r: dict) -> set[str]:
+    """What a series contributes to one acquisition; a repeat starts the next run."""
+    if n.role == "fmap":
+        constructs = set(naming._csv(r.get("construct_csv")))
+        if n.suffix == "fieldmap" or {"Magnitude", "Phase"} <= constructs:
+            return {"magnitude", "phase"}
+        return {"phase"} if n.suffix == "phasediff" else {"magnitude"}
+    return {n.entity("part") or "image"}
+
+
+def _formats(cfg: dict) -> list[str]:
+    mode = cfg.get("output_mode", "nii.gz")
+    formats = [mode] if isinstance(mode, str) else list(mode)
+    if sum(f in NIFTI_FORMATS for f in formats) > 1:
+        raise ValueError("output_mode may hold at most one of nii and nii.gz")
+    return sorted(set(formats), key=formats.index)
+
+
+def _join(*parts: str | None) -> str:
+    return "/".join(p for p in parts if p)
+
+
+def _folder(layout: str, subject: str, session: str | None, name: naming.SeriesName) -> str:
+    if layout == "flat":
+        return ""
+    return _join(f"sub-{subject}", f"ses-{session}" if session else None, name.datatype, name.subfolder)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    """Write ``text`` atomically unless the file already holds exactly it."""
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except (FileNotFoundError, UnicodeDecodeError):
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return True
+
+
+def write_plan(plan: Plan, plan_tsv: Path, spec_dir: Path, excluded_tsv: Path, overwrite: str) -> int:
+    """Write plan.tsv, excluded.tsv and the per-series specs; return specs changed."""
+    changed = 0
+    keep = set()
+    for e in plan.entries:
+        text = json.dumps(e.spec(overwrite), indent=1, sort_keys=True) + "\n"
+        changed += write_if_changed(spec_dir / f"{e.key}.json", text)
+        keep.add(f"{e.key}.json")
+    # Specs of series that left the plan are not inputs any more; drop them.
+    if spec_dir.exists():
+        for old in spec_dir.glob("*.json"):
+            if old.name not in keep:
+                old.unlink()
+    rows = []
+    for e in plan.entries:
+        d = asdict(e)
+        d["formats"] = ",".join(e.formats)
+        d["raw_bids"] = "" if e.subfolder or e.tail else "yes"
+        rows.append({k: ("" if d.get(k) is None else d.get(k)) for k in PLAN_COLUMNS})
+    write_if_changed(plan_tsv, _tsv(rows, PLAN_COLUMNS))
+    ex_cols = ["line", "subject_code", "series_instance_uid", "stack_index", "status", "reason"]
+    write_if_changed(excluded_tsv, _tsv(plan.excluded, ex_cols))
+    return changed
+
+
+def _tsv(rows: list[dict], columns: list[str]) -> str:
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, delimiter="\t", lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: _clean(r.get(k, "")) for k in columns})
+    return buf.getvalue()
+
+
+def _clean(value) -> str:
+    return str(value).replace("\t", " ").replace("\n", " ").replace("\r", " ")

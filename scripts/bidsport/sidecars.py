@@ -1,0 +1,108 @@
+"""Complete the JSON sidecars dcm2niix writes, and say which required keys are missing.
+
+dcm2niix cannot know a BOLD run's task, or that a ``fieldmap`` is in Hz; bidsport
+does, from the series table. What the BIDS schema still requires after that and
+is missing becomes a warning in the export report (the export page's "Missing
+sidecars" case), using the schema's own ``rules.sidecars`` selectors.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from bidsschematools import schema as _schema
+
+_SIMPLE = {
+    "datatype": re.compile(r'^datatype == "(\w+)"$'),
+    "suffix": re.compile(r'^suffix == "(\w+)"$'),
+}
+
+
+@lru_cache(maxsize=1)
+def _required_rules() -> list[tuple[list[str], list[str]]]:
+    """(selectors, required metadata keys) for every MRI sidecar rule with required keys."""
+    s = _schema.load_schema()
+    out = []
+    for group in ("func", "fmap", "dwi", "anat", "perf", "mri"):
+        for rule in s.rules.sidecars.get(group, {}).values():
+            required = [
+                s.objects.metadata[name].name
+                for name, level in dict(rule.fields).items()
+                if (level if isinstance(level, str) else level.get("level")) == "required"
+            ]
+            if required:
+                out.append((list(rule.selectors), required))
+    return out
+
+
+def _selector_true(selector: str, datatype: str, suffix: str, sidecar: dict) -> bool | None:
+    """Evaluate the selector forms these rules use; None for a form we do not know."""
+    sel = selector.strip()
+    if m := _SIMPLE["datatype"].match(sel):
+        return datatype == m.group(1)
+    if m := _SIMPLE["suffix"].match(sel):
+        return suffix == m.group(1)
+    if m := re.match(r"^intersects\(\[suffix\], \[(.*)\]\)$", sel):
+        return suffix in re.findall(r'"(\w+)"', m.group(1))
+    if sel.startswith("match(extension"):
+        return True  # we only ever check the image's sidecar
+    if m := re.match(r'^!\("(\w+)" in sidecar\)$', sel):
+        return m.group(1) not in sidecar
+    if sel == 'modality == "mri"':
+        return True
+    return None
+
+
+def missing_required(datatype: str, suffix: str, sidecar: dict) -> list[str]:
+    missing: list[str] = []
+    for selectors, required in _required_rules():
+        verdicts = [_selector_true(s, datatype, suffix, sidecar) for s in selectors]
+        if None in verdicts or not all(verdicts):
+            continue
+        missing += [k for k in required if k not in sidecar and k not in missing]
+    return missing
+
+
+def _suffix_and_entities(stem: str) -> tuple[str, dict[str, str]]:
+    parts = stem.split("_")
+    ents = dict(p.split("-", 1) for p in parts[:-1] if "-" in p)
+    return parts[-1], ents
+
+
+def fix_sidecars(spec: dict, moves: list[tuple[Path, str]]) -> list[str]:
+    """Add what bidsport knows to each sidecar in scratch; return warnings."""
+    warnings: list[str] = []
+    for src, rel in moves:
+        if not rel.endswith(".json"):
+            continue
+        try:
+            data = json.loads(src.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            warnings.append(f"{rel}: unreadable sidecar ({exc})")
+            continue
+        suffix, ents = _suffix_and_entities(Path(rel).name[: -len(".json")])
+        changed = False
+        if suffix == "bold" and "TaskName" not in data and ents.get("task"):
+            data["TaskName"] = ents["task"]
+            changed = True
+        if suffix == "fieldmap" and "Units" not in data:
+            data["Units"] = "Hz"  # dcm2niix's _fieldmaphz maps are in Hz
+            changed = True
+        if (ents.get("part") == "phase" or suffix in ("phase", "phase1", "phase2", "phasediff")) and "Units" not in data:
+            data["Units"] = "arbitrary"
+            changed = True
+        if suffix == "phasediff" and "EchoTime2" not in data and "EchoTime" in data and "EchoTime1" not in data:
+            pass  # filled from the magnitude images in the dataset-level step, where both are known
+        if changed:
+            src.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        if spec.get("subfolder") or spec.get("tail"):
+            continue  # not raw BIDS: the schema's rules do not apply
+        missing = missing_required(spec["datatype"], suffix, data)
+        if missing and not (suffix == "phasediff" and set(missing) <= {"EchoTime1", "EchoTime2"}):
+            warnings.append(f"{rel}: sidecar lacks required {', '.join(missing)}")
+        elif missing:
+            warnings.append(f"{rel}: sidecar lacks {', '.join(missing)} (filled from the magnitude images if found)")
+    return warnings

@@ -1,0 +1,233 @@
+"""Load and validate the series table and its two companion tables.
+
+Every problem is collected and reported together, one line each, naming the file,
+the line (row) and the column, before anything is written (SERIES_TABLE.md, Errors).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jsonschema
+import pandas as pd
+import yaml
+
+from .labels import LabelError, sanitize_label
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
+
+REQUIRED_SERIES_COLUMNS = ("subject_code", "series_instance_uid", "dicom_path", "directory_type")
+
+
+class TableError(ValueError):
+    """One or more problems in an input table; ``problems`` holds one line each."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        n = len(self.problems)
+        head = f"{n} problem{'s' if n != 1 else ''} in the input tables:"
+        super().__init__("\n".join([head, *("  " + p for p in self.problems)]))
+
+
+@dataclass
+class SeriesTable:
+    """A validated series table: ``rows`` keeps only rows that passed."""
+
+    path: Path
+    rows: pd.DataFrame
+    skipped: list[dict] = field(default_factory=list)  # lenient mode: {line, reason}
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a TSV/CSV/Parquet table as text; an empty cell becomes ``""``.
+
+    A ``_line`` column records the line each row came from in the file (header = 1)
+    so that messages can point at it; for Parquet it is the row number + 2.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        frame = pd.read_parquet(path)
+        frame = frame.astype(object).where(frame.notna(), "")
+        frame = frame.map(_cell_text)
+    elif suffix in (".tsv", ".csv", ".txt"):
+        sep = "," if suffix == ".csv" else "\t"
+        frame = pd.read_csv(
+            path,
+            sep=sep,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            encoding="utf-8",
+            skip_blank_lines=True,
+        )
+    else:
+        raise TableError([f"{path}: unsupported table format {suffix!r} (use .tsv, .csv or .parquet)"])
+    frame.columns = [str(c).strip() for c in frame.columns]
+    frame = frame.map(lambda v: v.strip() if isinstance(v, str) else v)
+    frame.insert(0, "_line", range(2, len(frame) + 2))
+    return frame.reset_index(drop=True)
+
+
+def _cell_text(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.strftime("%Y-%m-%d")
+    return str(value)
+
+
+def _load_schema(name: str) -> dict:
+    with open(SCHEMA_DIR / name, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def parse_date(text: str) -> dt.date:
+    """``YYYY-MM-DD`` or ``YYYYMMDD`` → date (ValueError if it is not a real date)."""
+    digits = text.replace("-", "")
+    if len(digits) != 8 or not digits.isdigit():
+        raise ValueError(f"{text!r} is not YYYY-MM-DD or YYYYMMDD")
+    return dt.date(int(digits[:4]), int(digits[4:6]), int(digits[6:]))
+
+
+def parse_time(text: str) -> float:
+    """``HHMMSS[.ffffff]`` or ``HH:MM:SS[.ffffff]`` → seconds since midnight."""
+    clean = text.replace(":", "")
+    whole, _, frac = clean.partition(".")
+    if len(whole) != 6 or not whole.isdigit() or (frac and not frac.isdigit()):
+        raise ValueError(f"{text!r} is not HHMMSS or HH:MM:SS")
+    hours, minutes, seconds = int(whole[:2]), int(whole[2:4]), int(whole[4:])
+    if hours > 23 or minutes > 59 or seconds > 60:
+        raise ValueError(f"{text!r} is not a time of day")
+    return hours * 3600 + minutes * 60 + seconds + (float("0." + frac) if frac else 0.0)
+
+
+def resolve_dicom_path(value: str, dicom_root: Path) -> Path:
+    """A row's ``dicom_path``: relative paths are relative to ``dicom_root``."""
+    path = Path(value)
+    return path if path.is_absolute() else dicom_root / path
+
+
+def load_series_table(
+    path: str | os.PathLike, dicom_root: str | os.PathLike, *, lenient: bool = False
+) -> SeriesTable:
+    """Read and validate the series table.
+
+    Raises :class:`TableError` with every problem found. With ``lenient``, bad rows
+    are dropped instead and listed in ``skipped`` (file-level problems still raise).
+    """
+    path = Path(path)
+    dicom_root = Path(dicom_root)
+    try:
+        frame = read_table(path)
+    except TableError:
+        raise
+    except Exception as exc:  # pandas/pyarrow parse errors: keep the message, name the file
+        raise TableError([f"{path}: cannot read the table: {exc}"]) from exc
+
+    missing = [c for c in REQUIRED_SERIES_COLUMNS if c not in frame.columns]
+    if missing:
+        raise TableError([f"{path}: missing required column {c!r}" for c in missing])
+
+    schema = _load_schema("series_table.schema.yaml")
+    validator = jsonschema.Draft202012Validator(schema)
+    known = set(schema["properties"])
+    row_problems: dict[int, list[str]] = {}
+
+    def problem(line: int, column: str | None, message: str) -> None:
+        where = f"{path}:{line}" + (f": column {column!r}" if column else "")
+        row_problems.setdefault(line, []).append(f"{where}: {message}")
+
+    first_line_of_key: dict[tuple[str, str], int] = {}
+    for record in frame.to_dict("records"):
+        line = record["_line"]
+        cells = {k: v for k, v in record.items() if k in known and v != ""}
+        for err in validator.iter_errors(cells):
+            if err.validator == "required":
+                column = err.message.split("'")[1]
+                problem(line, column, "required value is empty")
+            else:
+                column = err.path[0] if err.path else None
+                problem(line, column, _schema_message(err))
+        for column in ("subject_code", "session_id", "task"):
+            if cells.get(column):
+                try:
+                    sanitize_label(cells[column])
+                except LabelError as exc:
+                    problem(line, column, str(exc))
+        if "study_date" in cells:
+            try:
+                parse_date(cells["study_date"])
+            except ValueError as exc:
+                problem(line, "study_date", f"unparseable date: {exc}")
+        if "series_time" in cells:
+            try:
+                parse_time(cells["series_time"])
+            except ValueError as exc:
+                problem(line, "series_time", f"unparseable time: {exc}")
+        uid = cells.get("series_instance_uid")
+        if uid:
+            key = (uid, cells.get("stack_index", "0"))
+            if key in first_line_of_key:
+                problem(
+                    line,
+                    "series_instance_uid",
+                    f"duplicate (series_instance_uid, stack_index) = {key}, "
+                    f"first seen on line {first_line_of_key[key]}",
+                )
+            else:
+                first_line_of_key[key] = line
+        if cells.get("dicom_path"):
+            if "\x00" in cells["dicom_path"]:
+                problem(line, "dicom_path", "path contains a NUL character")
+            else:
+                source = resolve_dicom_path(cells["dicom_path"], dicom_root)
+                if not source.exists():
+                    problem(line, "dicom_path", f"does not exist: {source}")
+
+    skipped: list[dict] = []
+    if row_problems:
+        if not lenient:
+            raise TableError([p for line in sorted(row_problems) for p in row_problems[line]])
+        for line in sorted(row_problems):
+            skipped.append({"line": line, "reason": "; ".join(row_problems[line])})
+        frame = frame[~frame["_line"].isin(row_problems)]
+    return SeriesTable(path=path, rows=frame.reset_index(drop=True), skipped=skipped)
+
+
+def _schema_message(err: jsonschema.ValidationError) -> str:
+    value = err.instance
+    if err.validator == "enum":
+        return f"{value!r} is not one of {', '.join(map(str, err.validator_value))}"
+    if err.validator == "pattern":
+        return f"{value!r} is not in the expected format"
+    return err.message
+
+
+def load_subjects_table(path: str | os.PathLike | None) -> pd.DataFrame | None:
+    """Optional subjects table: ``subject_code`` plus columns for participants.tsv."""
+    if not path:
+        return None
+    frame = read_table(path)
+    if "subject_code" not in frame.columns:
+        raise TableError([f"{path}: missing required column 'subject_code'"])
+    dupes = frame[frame.duplicated("subject_code", keep=False)]
+    if not dupes.empty:
+        raise TableError(
+            [f"{path}:{r._line}: column 'subject_code': duplicate {r.subject_code!r}" for r in dupes.itertuples()]
+        )
+    return frame
+
+
+def load_identifiers_table(path: str | os.PathLike | None) -> pd.DataFrame | None:
+    """Optional alternative identifiers: ``subject_code, id_type, other_identifier``."""
+    if not path:
+        return None
+    frame = read_table(path)
+    missing = [c for c in ("subject_code", "id_type", "other_identifier") if c not in frame.columns]
+    if missing:
+        raise TableError([f"{path}: missing required column {c!r}" for c in missing])
+    return frame

@@ -1,0 +1,113 @@
+"""Small helpers the Snakemake rules call, kept here so the rules stay thin.
+
+Also a tiny CLI for the ``export_status`` rule:
+``python -m bidsport.workflow_support status REPORT OK_FILE``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+from . import dcm2niix as d2n
+from .settings import wants_nifti
+
+
+def check_dcm2niix(cfg: dict) -> tuple[str | None, str]:
+    """(binary, version) when NIfTI is wanted, else (None, ""); raises a clear error."""
+    if not wants_nifti(cfg):
+        return None, ""
+    binary = d2n.find_dcm2niix(cfg.get("dcm2niix_path"))
+    return binary, d2n.version(binary)
+
+
+def export_job_environment(cfg: dict, dcm2niix: str | None) -> None:
+    """Settings that must not re-run jobs when changed travel by environment."""
+    if dcm2niix:
+        os.environ[d2n.ENV_VAR] = dcm2niix
+    os.environ["BIDSPORT_COPY_WORKERS"] = str(cfg.get("copy_workers", 8))
+    os.environ["BIDSPORT_COPY_METHOD"] = str(cfg.get("dcm_copy_method", "copy"))
+    os.environ["BIDSPORT_TIMEOUT"] = str(cfg.get("convert_timeout", 0) or 0)
+
+
+def table_inputs(cfg: dict) -> list[str]:
+    return [cfg[k] for k in ("series_table", "subjects_table", "subject_identifiers_table") if cfg.get(k)]
+
+
+def dataset_outputs(cfg: dict, out: Path) -> list[str]:
+    """Dataset-level files that are declared outputs (for a BIDS NIfTI tree)."""
+    if cfg["layout"] != "bids" or not wants_nifti(cfg):
+        return []
+    return [str(out / n) for n in ("dataset_description.json", "participants.tsv", "participants.json", ".bidsignore")]
+
+
+def read_plan_parts(plan_tsv: str | os.PathLike) -> list[tuple[str, str]]:
+    """(key, part) of every per-series job in the plan."""
+    parts = []
+    with open(plan_tsv, encoding="utf-8", newline="") as fh:
+        for row in csv.DictReader(fh, delimiter="\t"):
+            formats = row["formats"].split(",")
+            if any(f in ("nii", "nii.gz") for f in formats):
+                parts.append((row["key"], "nifti"))
+            if "dcm" in formats:
+                parts.append((row["key"], "dicom"))
+    return parts
+
+
+def manifest_is_current(path: Path, output_dir: Path) -> bool:
+    """A manifest stands only for a success whose files are all still there."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if data.get("status") == "failed":
+        return False
+    return all((output_dir / f["path"]).exists() for f in data.get("files", []))
+
+
+@lru_cache(maxsize=4)
+def _manifests(plan_tsv: str, state: str) -> tuple[str, ...]:
+    state_dir = Path(state)
+    output_dir = state_dir.parent
+    paths = []
+    for key, part in read_plan_parts(plan_tsv):
+        path = state_dir / "done" / f"{key}.{part}.json"
+        # Withdraw a manifest whose claim is false (failed series, deleted file), so
+        # Snakemake re-runs exactly that series: retry failures, restore deletions.
+        if path.exists() and not manifest_is_current(path, output_dir):
+            path.unlink()
+        paths.append(str(path))
+    return tuple(paths)
+
+
+def manifests_for_plan(plan_tsv: str, state: Path) -> list[str]:
+    return list(_manifests(str(plan_tsv), str(state)))
+
+
+def status(report: Path, ok_file: Path) -> int:
+    with open(report, encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    failed = [r for r in rows if r["status"] == "failed"]
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    print("bidsport: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f" (report: {report})")
+    for r in failed:
+        print(f"  FAILED {r['subject']}/{r['session']} {r['series_description'] or r['series_instance_uid']}: {r['reason']}")
+    if failed:
+        print(f"bidsport: {len(failed)} series failed; fix them and re-run (only those will be retried).")
+        return 1
+    ok_file.parent.mkdir(parents=True, exist_ok=True)
+    ok_file.write_text("ok\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "status":
+        sys.exit(status(Path(sys.argv[2]), Path(sys.argv[3])))
+    print(__doc__, file=sys.stderr)
+    sys.exit(2)

@@ -1,0 +1,38 @@
+"""Checkpoint `plan`: tables → plan.tsv + one spec per series (thin wrapper)."""
+
+import sys
+import traceback
+from pathlib import Path
+
+from bidsport import table
+from bidsport.plan import NothingToExport, build_plan, write_plan
+from bidsport.settings import resolve_paths
+
+snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
+log = open(snakemake.log[0], "w", encoding="utf-8")
+cfg = resolve_paths(snakemake.config)
+try:
+    series = table.load_series_table(cfg["series_table"], cfg["dicom_root"], lenient=cfg.get("lenient", False))
+    identifiers = table.load_identifiers_table(cfg.get("subject_identifiers_table"))
+    plan = build_plan(
+        series.rows,
+        cfg,
+        dicom_root=Path(cfg["dicom_root"]),
+        identifiers=identifiers,
+        table_path=str(series.path),
+    )
+    for skipped in series.skipped:  # lenient mode: bad rows are reported, never silently dropped
+        plan.excluded.append({"line": skipped["line"], "status": "invalid", "reason": skipped["reason"]})
+    state = Path(snakemake.output.excluded).parent
+    changed = write_plan(plan, Path(snakemake.output.plan), state / "specs", Path(snakemake.output.excluded), cfg["overwrite"])
+    msg = f"planned {len(plan.entries)} series ({changed} spec(s) changed), excluded {len(plan.excluded)}"
+    if plan.fallbacks:
+        msg += f"; no {cfg['subject_identifier_source']} identifier, named by subject_code: {', '.join(plan.fallbacks)}"
+    print(msg, file=log)
+except (table.TableError, NothingToExport, ValueError) as exc:
+    print(str(exc), file=log)
+    print(str(exc), file=sys.stderr)
+    sys.exit(1)
+except Exception:
+    traceback.print_exc(file=log)
+    raise

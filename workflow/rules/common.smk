@@ -1,0 +1,51 @@
+# Configuration, paths, and the input functions that read the plan.
+import json
+import os
+import sys
+from pathlib import Path
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+# scripts/ holds the bidsport package; make it importable here and in every job.
+sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(Path(workflow.basedir) / "scripts"), os.environ.get("PYTHONPATH", "")]
+).rstrip(os.pathsep)
+
+from bidsport import settings, workflow_support  # noqa: E402
+
+
+# Without --configfile/--config, export the demo (config/config.yaml).
+if not config:
+
+    configfile: str(Path(workflow.basedir) / "config" / "config.yaml")
+
+
+validate(config, str(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"))
+CFG = settings.resolve_paths(config)
+OUT = Path(CFG["output_dir"])
+STATE = OUT / ".bidsport"
+CODE = OUT / "code" / "bidsport"
+PYTHON = sys.executable
+BIDS_TREE = CFG["layout"] == "bids" and settings.wants_nifti(CFG)
+
+# One clear error before any job runs if dcm2niix is missing or broken; the
+# resolved binary reaches the jobs through the environment (not a tracked param,
+# so pointing at another binary does not re-run finished series).
+DCM2NIIX, DCM2NIIX_VERSION = workflow_support.check_dcm2niix(CFG)
+workflow_support.export_job_environment(CFG, DCM2NIIX)
+
+# convert_workers bounds concurrent conversions unless --resources says otherwise.
+if "dcm2niix_jobs" not in workflow.global_resources:
+    workflow.register_resource("dcm2niix_jobs", int(CFG["convert_workers"]))
+
+wildcard_constraints:
+    key=r"s[0-9a-f]{16}",
+
+
+def series_manifests(wildcards):
+    """Every per-series manifest the dataset step needs (after the checkpoint)."""
+    plan_tsv = checkpoints.plan.get().output.plan
+    return workflow_support.manifests_for_plan(plan_tsv, STATE)

@@ -1,0 +1,31 @@
+# Dataset-level files from the final names, then the run's verdict.
+
+
+rule dataset_files:
+    input:
+        plan=CODE / "plan.tsv",
+        excluded=STATE / "excluded.tsv",
+        manifests=series_manifests,
+    output:
+        report=CODE / "export_report.tsv",
+        files=workflow_support.dataset_outputs(CFG, OUT),
+    params:
+        dcm2niix_version=DCM2NIIX_VERSION,
+    log:
+        STATE / "logs" / "dataset_files.log",
+    localrule: True
+    script:
+        "../../scripts/rule_dataset.py"
+
+
+rule export_status:
+    # Fails (so the run exits non-zero) while any series failed; cheap to re-run.
+    input:
+        report=CODE / "export_report.tsv",
+    output:
+        STATE / "status.ok",
+    log:
+        STATE / "logs" / "export_status.log",
+    localrule: True
+    shell:
+        "{PYTHON:q} -m bidsport.workflow_support status {input.report:q} {output:q} > {log:q} 2>&1 || (cat {log:q} >&2; exit 1)"

@@ -1,0 +1,17 @@
+# The one global checkpoint: read and validate the tables, plan every series.
+
+
+checkpoint plan:
+    input:
+        workflow_support.table_inputs(CFG),
+    output:
+        plan=CODE / "plan.tsv",
+        excluded=STATE / "excluded.tsv",
+    params:
+        settings=settings.planning_settings(CFG),
+        dicom_root=CFG["dicom_root"],
+    log:
+        STATE / "logs" / "plan.log",
+    localrule: True
+    script:
+        "../../scripts/rule_plan.py"
