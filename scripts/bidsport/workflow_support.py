@@ -17,6 +17,15 @@ from . import dcm2niix as d2n
 from .settings import wants_nifti
 
 
+def prepare_job_environment(basedir: str) -> None:
+    """Jobs run ``python -m bidsport...``: make that the interpreter running Snakemake
+    (which has bidsport's dependencies) and let it import this package's scripts/."""
+    scripts = str(Path(basedir) / "scripts")
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != scripts]
+    os.environ["PYTHONPATH"] = os.pathsep.join([scripts, *paths])
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+
+
 def check_dcm2niix(cfg: dict) -> tuple[str | None, str]:
     """(binary, version) when NIfTI is wanted, else (None, ""); raises a clear error."""
     if not wants_nifti(cfg):

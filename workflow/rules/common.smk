@@ -8,14 +8,12 @@ from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
-# scripts/ holds the bidsport package; make it importable here and in every job.
+# scripts/ holds the bidsport package; make it importable here (jobs get PYTHONPATH
+# and PATH from workflow_support.prepare_job_environment below).
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    [str(Path(workflow.basedir) / "scripts"), os.environ.get("PYTHONPATH", "")]
-).rstrip(os.pathsep)
-
 from bidsport import settings, workflow_support  # noqa: E402
 
+workflow_support.prepare_job_environment(workflow.basedir)
 
 # Without --configfile/--config, export the demo (config/config.yaml).
 if not config:
@@ -28,7 +26,7 @@ CFG = settings.resolve_paths(config)
 OUT = Path(CFG["output_dir"])
 STATE = OUT / ".bidsport"
 CODE = OUT / "code" / "bidsport"
-PYTHON = sys.executable
+ENV = str(Path(workflow.basedir) / "envs" / "bidsport.yaml")
 BIDS_TREE = CFG["layout"] == "bids" and settings.wants_nifti(CFG)
 
 # One clear error before any job runs if dcm2niix is missing or broken; the
@@ -40,6 +38,7 @@ workflow_support.export_job_environment(CFG, DCM2NIIX)
 # convert_workers bounds concurrent conversions unless --resources says otherwise.
 if "dcm2niix_jobs" not in workflow.global_resources:
     workflow.register_resource("dcm2niix_jobs", int(CFG["convert_workers"]))
+
 
 wildcard_constraints:
     key=r"s[0-9a-f]{16}",

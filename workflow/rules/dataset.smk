@@ -9,11 +9,13 @@ rule dataset_files:
     output:
         report=CODE / "export_report.tsv",
         files=workflow_support.dataset_outputs(CFG, OUT),
-    params:
-        dcm2niix_version=DCM2NIIX_VERSION,
     log:
         STATE / "logs" / "dataset_files.log",
     localrule: True
+    conda:
+        ENV
+    params:
+        dcm2niix_version=DCM2NIIX_VERSION,
     script:
         "../../scripts/rule_dataset.py"
 
@@ -27,5 +29,7 @@ rule export_status:
     log:
         STATE / "logs" / "export_status.log",
     localrule: True
+    conda:
+        ENV
     shell:
-        "{PYTHON:q} -m bidsport.workflow_support status {input.report:q} {output:q} > {log:q} 2>&1 || (cat {log:q} >&2; exit 1)"
+        "python -m bidsport.workflow_support status {input.report:q} {output:q} > {log:q} 2>&1 || (cat {log:q} >&2; exit 1)"

@@ -9,10 +9,14 @@ rule convert_series:
         manifest=STATE / "done" / "{key}.nifti.json",
     log:
         STATE / "logs" / "series" / "{key}.nifti.log",
+    conda:
+        ENV
     resources:
         dcm2niix_jobs=1,
+    params:
+        out=OUT,
     shell:
-        "{PYTHON:q} -m bidsport.export_series {input.spec:q} nifti {output.manifest:q} {OUT:q} > {log:q} 2>&1"
+        "python -m bidsport.export_series {input.spec:q} nifti {output.manifest:q} {params.out:q} > {log:q} 2>&1"
 
 
 rule copy_series:
@@ -22,5 +26,9 @@ rule copy_series:
         manifest=STATE / "done" / "{key}.dicom.json",
     log:
         STATE / "logs" / "series" / "{key}.dicom.log",
+    conda:
+        ENV
+    params:
+        out=OUT,
     shell:
-        "{PYTHON:q} -m bidsport.export_series {input.spec:q} dicom {output.manifest:q} {OUT:q} > {log:q} 2>&1"
+        "python -m bidsport.export_series {input.spec:q} dicom {output.manifest:q} {params.out:q} > {log:q} 2>&1"

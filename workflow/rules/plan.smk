@@ -7,11 +7,13 @@ checkpoint plan:
     output:
         plan=CODE / "plan.tsv",
         excluded=STATE / "excluded.tsv",
-    params:
-        settings=settings.planning_settings(CFG),
-        dicom_root=CFG["dicom_root"],
     log:
         STATE / "logs" / "plan.log",
     localrule: True
+    conda:
+        ENV
+    params:
+        settings=settings.planning_settings(CFG),
+        dicom_root=CFG["dicom_root"],
     script:
         "../../scripts/rule_plan.py"

@@ -6,10 +6,13 @@ rule validate:
         report=CODE / "export_report.tsv",
     output:
         STATE / "validation.ok",
-    params:
-        json=CODE / "validation.json",
     log:
         STATE / "logs" / "validate.log",
     localrule: True
+    conda:
+        ENV
+    params:
+        out=OUT,
+        json=CODE / "validation.json",
     shell:
-        "{PYTHON:q} -m bidsport.validate {OUT:q} {params.json:q} {output:q} > {log:q} 2>&1 || (cat {log:q} >&2; exit 1)"
+        "python -m bidsport.validate {params.out:q} {params.json:q} {output:q} > {log:q} 2>&1 || (cat {log:q} >&2; exit 1)"
