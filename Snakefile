@@ -12,6 +12,6 @@ include: "workflow/rules/validate.smk"
 
 
 rule all:
+    default_target: True
     input:
         status=rules.export_status.output,
-    default_target: True
