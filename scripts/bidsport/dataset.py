@@ -26,6 +26,10 @@ REPORT_COLUMNS = [
     "series_description", "directory_type", "provenance", "status", "reason", "files", "warnings",
 ]  # fmt: skip
 DATATYPES = {"anat", "dwi", "func", "fmap", "perf"}
+# Valid names whose data BIDS accepts only with companions DICOM does not give us
+# (ASL needs aslcontext.tsv and labeling metadata such as M0Type): exported, but
+# listed in .bidsignore until a person adds them.
+NEEDS_COMPANIONS = {"asl"}
 PARTICIPANT_DESCRIPTIONS = {
     "participant_id": "Unique participant label (sub-<label>), derived from the configured subject identifier.",
     "age": "Age of the participant.",
@@ -57,7 +61,7 @@ def split_name(rel: str) -> tuple[str | None, bool, dict, str, str]:
 
 def is_raw_file(rel: str) -> bool:
     datatype, in_subfolder, ents, suffix, ext = split_name(rel)
-    if datatype not in DATATYPES or in_subfolder or not rel.startswith("sub-"):
+    if datatype not in DATATYPES or in_subfolder or not rel.startswith("sub-") or suffix in NEEDS_COMPANIONS:
         return False
     return bids_schema.is_raw_name(datatype, frozenset(ents), suffix, ext)
 

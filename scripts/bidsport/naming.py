@@ -129,7 +129,7 @@ def name_series(row: dict, *, symri_subfolder: bool = True) -> SeriesName:
         maps = [sanitize_label(c) for c in constructs]
         if maps:
             return SeriesName("perf", maps[0], _ordered(entities), kind="derived")
-        if base == "PWI" and technique != "ASL":
+        if base == "PWI" and "ASL" not in technique:  # ASL, PASL, PCASL … are ASL
             return SeriesName("perf", "dsc", _ordered(entities), kind="derived")
         if pe_dir:
             entities["dir"] = pe_dir

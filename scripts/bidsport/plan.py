@@ -30,6 +30,12 @@ PLAN_COLUMNS = [
 ]  # fmt: skip
 
 
+EXCLUDED_COLUMNS = [
+    "line", "subject_code", "series_instance_uid", "stack_index", "series_description",
+    "directory_type", "provenance", "status", "reason",
+]  # fmt: skip
+
+
 class NothingToExport(RuntimeError):
     """Every row was filtered out; the message says by which filter."""
 
@@ -120,9 +126,8 @@ def apply_filters(rows: pd.DataFrame, cfg: dict) -> tuple[pd.DataFrame, list[dic
         for r in gone.to_dict("records"):
             removed.append(
                 {
+                    **{k: r.get(k, "") for k in EXCLUDED_COLUMNS},
                     "line": r["_line"],
-                    "subject_code": r["subject_code"],
-                    "series_instance_uid": r["series_instance_uid"],
                     "stack_index": r.get("stack_index") or "0",
                     "status": "excluded",
                     "reason": f"{name}: {column}={r[column]!r}",
@@ -394,8 +399,7 @@ def write_plan(plan: Plan, plan_tsv: Path, spec_dir: Path, excluded_tsv: Path, o
         d["raw_bids"] = "" if e.subfolder or e.tail else "yes"
         rows.append({k: ("" if d.get(k) is None else d.get(k)) for k in PLAN_COLUMNS})
     write_if_changed(plan_tsv, _tsv(rows, PLAN_COLUMNS))
-    ex_cols = ["line", "subject_code", "series_instance_uid", "stack_index", "status", "reason"]
-    write_if_changed(excluded_tsv, _tsv(plan.excluded, ex_cols))
+    write_if_changed(excluded_tsv, _tsv(plan.excluded, EXCLUDED_COLUMNS))
     return changed
 
 
