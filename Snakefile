@@ -11,6 +11,11 @@ include: "workflow/rules/dataset.smk"
 include: "workflow/rules/validate.smk"
 
 
+if config.get("demo"):
+
+    include: "workflow/rules/demo.smk"
+
+
 rule all:
     default_target: True
     input:

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Install bidsport into .venv, export the bundled demo (synthetic DICOMs that the
+# workflow generates itself) and validate it with the official BIDS validator.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/snakemake --cores "${CORES:-2}" all validate
+echo "Demo dataset: demo/bids   report: demo/bids/code/bidsport/export_report.tsv"
