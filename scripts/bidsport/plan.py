@@ -25,7 +25,7 @@ from .table import TableError, parse_date, parse_time, resolve_dicom_path
 NIFTI_FORMATS = ("nii", "nii.gz")
 PLAN_COLUMNS = [
     "key", "subject_code", "subject", "session", "series_instance_uid", "stack_index",
-    "series_number", "series_time", "series_description", "directory_type", "provenance",
+    "series_number", "study_date", "series_time", "series_description", "directory_type", "provenance",
     "datatype", "stem", "formats", "nifti_dir", "dicom_dir", "source", "raw_bids",
 ]  # fmt: skip
 

@@ -17,4 +17,4 @@ rule demo_data:
         root=Path(CFG["series_table"]).parent,
         subjects=3,
     shell:
-        "python -m bidsport.demo {params.root:q} --subjects {params.subjects} > {log:q} 2>&1"
+        "python -m bidsport.demo_data {params.root:q} --subjects {params.subjects} > {log:q} 2>&1"
