@@ -1,0 +1,82 @@
+"""The cluster path for real: the sample export through profiles/slurm on a local
+single-node SLURM (started by the test), compared with a local run."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import os
+import time
+
+import pytest
+
+from helpers import REPO, SAMPLES, dataset_files, run_workflow, write_config
+from slurm_cluster import LocalSlurm, SlurmUnavailable
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+SUBJECT = "XA30"  # one full session: T1w, BOLD, fieldmap pair, DWI + ADC/FA, ASL
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    try:
+        cluster = LocalSlurm().start()
+    except SlurmUnavailable as exc:
+        pytest.skip(f"no local SLURM cluster: {exc}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def one_subject_table(path):
+    rows = list(csv.DictReader(open(REPO / "tests/data/samples/series_table.tsv"), delimiter="\t"))
+    keep = [r for r in rows if r["subject_code"] == SUBJECT]
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), delimiter="\t", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(keep)
+    return len(keep)
+
+
+def nifti_digests(root):
+    """File set + checksums of the NIfTI voxels (gzip headers hold a timestamp)."""
+    out = {}
+    for rel in dataset_files(root):
+        if rel.endswith(".nii.gz"):
+            out[rel] = hashlib.sha256(gzip.decompress((root / rel).read_bytes())).hexdigest()
+    return out
+
+
+def cluster_run(slurm, work, cfg, *extra):
+    mark = slurm.mark()
+    t0 = time.monotonic()
+    run_workflow(
+        work, cfg, "--profile", str(REPO / "profiles/slurm"), *slurm.snakemake_args(), *extra,
+        env={**os.environ, **slurm.env}, timeout=600,
+    )  # fmt: skip
+    return slurm.count_submitted(since=mark), time.monotonic() - t0
+
+
+def test_slurm_export_equals_local_export(slurm, tmp_path):
+    n_series = one_subject_table(tmp_path / "series.tsv")
+    local_cfg = write_config(tmp_path, series_table="series.tsv", dicom_root=str(SAMPLES), output_dir="local")
+    run_workflow(tmp_path, local_cfg)
+    local = nifti_digests(tmp_path / "local")
+
+    grouped_cfg = write_config(tmp_path, series_table="series.tsv", dicom_root=str(SAMPLES), output_dir="grouped")
+    grouped_jobs, grouped_s = cluster_run(slurm, tmp_path, grouped_cfg)
+    assert nifti_digests(tmp_path / "grouped") == local
+    assert dataset_files(tmp_path / "grouped") - {"code/bidsport/validation.json"} == dataset_files(tmp_path / "local")
+
+    single_cfg = write_config(tmp_path, series_table="series.tsv", dicom_root=str(SAMPLES), output_dir="single")
+    single_jobs, single_s = cluster_run(slurm, tmp_path, single_cfg, "--group-components", "series=1")
+    assert nifti_digests(tmp_path / "single") == local
+    print(
+        f"\nSLURM jobs for {n_series} series: {grouped_jobs} with group-components series=50 "
+        f"({grouped_s:.0f} s), {single_jobs} with one series per job ({single_s:.0f} s)"
+    )
+    # The checkpoint and dataset-level rules are local; only series jobs go to SLURM.
+    assert grouped_jobs == 1
+    assert single_jobs == n_series
