@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import fnmatch
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -164,6 +165,11 @@ def finalize(
                  "reason": "series no longer in the plan (removed row, or filtered out); files kept; `overwrite: clean` removes them"}
             )  # fmt: skip
 
+    # Every series job of this run has finished: scratch left by killed jobs can go.
+    scratch = output_dir / STATE_DIR / "tmp"
+    if scratch.exists():
+        for leftover in scratch.iterdir():
+            shutil.rmtree(leftover, ignore_errors=True)
     if bids_tree:
         _fill_phasediff_echo_times(output_dir, dataset_files)
         _write_dataset_description(output_dir, cfg, dcm2niix_version)

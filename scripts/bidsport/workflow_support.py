@@ -10,7 +10,6 @@ import csv
 import json
 import os
 import sys
-from functools import lru_cache
 from pathlib import Path
 
 from . import dcm2niix as d2n
@@ -78,23 +77,35 @@ def manifest_is_current(path: Path, output_dir: Path) -> bool:
     return all((output_dir / f["path"]).exists() for f in data.get("files", []))
 
 
-@lru_cache(maxsize=4)
-def _manifests(plan_tsv: str, state: str) -> tuple[str, ...]:
-    state_dir = Path(state)
-    output_dir = state_dir.parent
-    paths = []
-    for key, part in read_plan_parts(plan_tsv):
-        path = state_dir / "done" / f"{key}.{part}.json"
-        # Withdraw a manifest whose claim is false (failed series, deleted file), so
-        # Snakemake re-runs exactly that series: retry failures, restore deletions.
+def manifest_paths(plan_tsv: str | os.PathLike, state: Path) -> list[str]:
+    """The per-series manifests the dataset step needs (input function)."""
+    return [str(Path(state) / "done" / f"{key}.{part}.json") for key, part in read_plan_parts(plan_tsv)]
+
+
+def withdraw_stale_manifests(plan_tsv: Path, state: Path, dependents: list) -> int:
+    """Delete manifests whose claim is false, before Snakemake builds its DAG.
+
+    A failed series, or one whose exported file was deleted, loses its manifest so
+    that Snakemake re-runs exactly that series (retry failures, restore deletions).
+    Snakemake does not re-make a missing intermediate file while the files made
+    from it are present, so the dataset step's own outputs (``dependents``) go too
+    whenever a manifest is missing. This must run before the DAG is built:
+    Snakemake caches which files exist. Returns the number of manifests withdrawn.
+    """
+    if not Path(plan_tsv).exists():
+        return 0
+    output_dir = Path(state).parent
+    withdrawn = 0
+    missing = False
+    for path in map(Path, manifest_paths(plan_tsv, state)):
         if path.exists() and not manifest_is_current(path, output_dir):
             path.unlink()
-        paths.append(str(path))
-    return tuple(paths)
-
-
-def manifests_for_plan(plan_tsv: str, state: Path) -> list[str]:
-    return list(_manifests(str(plan_tsv), str(state)))
+            withdrawn += 1
+        missing = missing or not path.exists()
+    if missing:
+        for dependent in dependents:
+            Path(dependent).unlink(missing_ok=True)
+    return withdrawn
 
 
 def status(report: Path, ok_file: Path) -> int:

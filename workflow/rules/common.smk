@@ -44,7 +44,14 @@ wildcard_constraints:
     key=r"s[0-9a-f]{16}",
 
 
+# Failed series and series whose files were deleted run again (main process only:
+# cluster job steps re-read this file but must not touch the dataset's state).
+if workflow.is_main_process:
+    workflow_support.withdraw_stale_manifests(
+        CODE / "plan.tsv", STATE, [CODE / "export_report.tsv", STATE / "status.ok"]
+    )
+
+
 def series_manifests(wildcards):
     """Every per-series manifest the dataset step needs (after the checkpoint)."""
-    plan_tsv = checkpoints.plan.get().output.plan
-    return workflow_support.manifests_for_plan(plan_tsv, STATE)
+    return workflow_support.manifest_paths(checkpoints.plan.get().output.plan, STATE)

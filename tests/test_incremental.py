@@ -1,0 +1,192 @@
+"""Re-runs touch only what changed (real workflow runs, mtimes and checksums)."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bidsport.demo_data import make_demo
+from helpers import REPO, SNAKEMAKE, dataset_files, run_workflow, write_config
+
+pytestmark = pytest.mark.slow
+KEEP = {"t1_mprage", "ep2d_bold_rest", "gre_field_mapping"}
+
+
+def small_cohort(root: Path, n_subjects: int = 2) -> Path:
+    """The demo cohort, cut to T1w, BOLD and fieldmap rows (fast to convert)."""
+    table = make_demo(root, n_subjects)
+    rows = list(csv.DictReader(open(table), delimiter="\t"))
+    keep = [r for r in rows if r["series_description"].rsplit("_", 2)[0] in KEEP or r["series_description"].startswith(tuple(KEEP))]
+    write_rows(table, keep, list(rows[0]))
+    return table
+
+
+def write_rows(path: Path, rows: list[dict], columns: list[str]) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, delimiter="\t", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def snapshot(out: Path) -> dict[str, int]:
+    return {rel: (out / rel).stat().st_mtime_ns for rel in dataset_files(out)}
+
+
+def digests(out: Path) -> dict[str, str]:
+    result = {}
+    for rel in dataset_files(out):
+        data = (out / rel).read_bytes()
+        if rel.endswith(".nii.gz"):
+            data = gzip.decompress(data)
+        if rel.endswith(".json") or rel.startswith("code/"):
+            continue  # sidecars carry the conversion software version; reports carry timings
+        result[rel] = hashlib.sha256(data).hexdigest()
+    return result
+
+
+def jobs_in_dry_run(text: str) -> dict[str, int]:
+    counts = {}
+    for m in re.finditer(r"^(?:local)?rule (\w+):", text, re.M):
+        counts[m.group(1)] = counts.get(m.group(1), 0) + 1
+    return counts
+
+
+@pytest.fixture
+def cohort(tmp_path):
+    table = small_cohort(tmp_path / "in")
+    cfg = write_config(tmp_path, series_table=str(table), dicom_root=str(tmp_path / "in" / "dicom"), output_dir="out", copy_workers=4)
+    run_workflow(tmp_path, cfg)
+    return tmp_path, cfg, table
+
+
+def test_noop_rerun_does_nothing_quickly(cohort):
+    work, cfg, _ = cohort
+    before = snapshot(work / "out")
+    t0 = time.monotonic()
+    proc = run_workflow(work, cfg)
+    elapsed = time.monotonic() - t0
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+    assert snapshot(work / "out") == before
+    print(f"\nno-op re-run: {elapsed:.2f} s")
+
+
+def test_unrelated_config_key_reruns_nothing(cohort):
+    work, cfg, table = cohort
+    before = snapshot(work / "out")
+    cfg2 = write_config(work, series_table=str(table), dicom_root=str(work / "in" / "dicom"), output_dir="out", copy_workers=1, convert_workers=3)
+    proc = run_workflow(work, cfg2, "-n")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+    assert snapshot(work / "out") == before
+
+
+def test_changing_one_row_reruns_only_that_series(cohort):
+    work, cfg, table = cohort
+    out = work / "out"
+    before = snapshot(out)
+    rows = list(csv.DictReader(open(table), delimiter="\t"))
+    target = next(r for r in rows if r["subject_code"] == "P-002" and r["directory_type"] == "func")
+    target["task"] = "nback"
+    write_rows(table, rows, list(rows[0]))
+    t0 = time.monotonic()
+    proc = run_workflow(work, cfg, "--printshellcmds")
+    elapsed = time.monotonic() - t0
+    ran = jobs_in_dry_run(proc.stdout + proc.stderr)
+    assert ran.get("convert_series") == 1, ran
+    after = snapshot(out)
+    old = "sub-P002/ses-M00/func/sub-P002_ses-M00_task-rest_bold.nii.gz"
+    new = "sub-P002/ses-M00/func/sub-P002_ses-M00_task-nback_bold.nii.gz"
+    assert old not in after and new in after  # the series' old name is gone, not left behind
+    untouched = [f for f in before if f in after and "/func/" not in f and f.startswith("sub-")]
+    untouched = [f for f in untouched if not f.endswith("scans.tsv")]
+    assert untouched and [f for f in untouched if after[f] != before[f]] == []
+    scans = (out / "sub-P002/ses-M00/sub-P002_ses-M00_scans.tsv").read_text()
+    assert "task-nback" in scans and "task-rest" not in scans  # dataset-level files refreshed
+    print(f"\none-series change: {elapsed:.2f} s")
+
+
+def test_adding_a_subject_only_adds_jobs(cohort):
+    work, cfg, table = cohort
+    out = work / "out"
+    before = snapshot(out)
+    bigger = small_cohort(work / "in3", n_subjects=3)
+    rows = list(csv.DictReader(open(table), delimiter="\t"))
+    new_rows = [r for r in csv.DictReader(open(bigger), delimiter="\t") if r["subject_code"] == "P-003"]
+    for r in new_rows:
+        r["dicom_path"] = str(work / "in3" / "dicom" / r["dicom_path"])
+    write_rows(table, rows + new_rows, list(rows[0]))
+    proc = run_workflow(work, cfg)
+    ran = jobs_in_dry_run(proc.stdout + proc.stderr)
+    assert ran.get("convert_series") == len(new_rows), ran
+    after = snapshot(out)
+    for rel, mtime in before.items():
+        if rel.startswith("sub-P00") and not rel.endswith("scans.tsv"):
+            assert after.get(rel) == mtime, rel  # nobody renamed or rewritten
+    assert any(f.startswith("sub-P003/") for f in after)
+
+
+def test_deleted_file_is_restored_exactly(cohort):
+    work, cfg, _ = cohort
+    out = work / "out"
+    victim = "sub-P001/ses-M00/anat/sub-P001_ses-M00_T1w.nii.gz"
+    content = (out / victim).read_bytes()
+    before = snapshot(out)
+    (out / victim).unlink()
+    dry = run_workflow(work, cfg, "-n")
+    text = dry.stdout + dry.stderr
+    assert jobs_in_dry_run(text).get("convert_series") == 1 and "Missing output files" in text
+    run_workflow(work, cfg)
+    after = snapshot(out)
+    assert gzip.decompress((out / victim).read_bytes()) == gzip.decompress(content)
+    changed = {f for f in before if after.get(f) != before[f]} - {victim} - {f for f in before if f.endswith("scans.tsv")}
+    # Its own sidecar was kept (overwrite: skip leaves existing files alone).
+    assert not {f for f in changed if f.startswith("sub-")}, changed
+
+
+def test_sigkill_mid_export_then_rerun_matches_a_clean_run(tmp_path):
+    table = small_cohort(tmp_path / "in", n_subjects=3)
+    slow = tmp_path / "slow-dcm2niix"
+    real = Path(sys.executable).parent / "dcm2niix"
+    slow.write_text(f"#!/bin/sh\nsleep 0.7\nexec {real} \"$@\"\n")
+    slow.chmod(0o755)
+    common = dict(series_table=str(table), dicom_root=str(tmp_path / "in" / "dicom"), dcm2niix_path=str(slow))
+    reference_cfg = write_config(tmp_path, **common, output_dir="reference")
+    run_workflow(tmp_path, reference_cfg)
+    killed_dir = tmp_path / "killed"
+    killed_dir.mkdir()
+    cfg = write_config(killed_dir, **common, output_dir=str(tmp_path / "out"))
+    cmd = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(killed_dir), "--configfile", str(cfg), "--cores", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    out = tmp_path / "out"
+    done = out / ".bidsport" / "done"
+    partial_seen = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        for rel in dataset_files(out) if out.exists() else []:
+            if rel.endswith(".nii.gz"):
+                try:
+                    gzip.decompress((out / rel).read_bytes())
+                except (EOFError, OSError, gzip.BadGzipFile) as exc:
+                    if (out / rel).exists():
+                        partial_seen.append((rel, str(exc)))
+        if done.exists() and len(list(done.glob("*.json"))) >= 3:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not partial_seen, partial_seen
+    assert len(list(done.glob("*.json"))) < 3 * 3 + 1  # it really was cut short
+    # Snakemake keeps its directory lock after a SIGKILL: --unlock, as it tells you.
+    run_workflow(killed_dir, cfg, "--unlock")
+    run_workflow(killed_dir, cfg)
+    assert digests(out) == digests(tmp_path / "reference")
+    assert not list((out / ".bidsport" / "tmp").glob("*")) if (out / ".bidsport" / "tmp").exists() else True
