@@ -4,7 +4,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from bidsport import table
+from bidsport import safety, table
 from bidsport.plan import NothingToExport, build_plan, write_plan
 from bidsport.settings import resolve_paths
 
@@ -24,12 +24,16 @@ try:
     for skipped in series.skipped:  # lenient mode: bad rows are reported, never silently dropped
         plan.excluded.append({"line": skipped["line"], "status": "invalid", "reason": skipped["reason"]})
     state = Path(snakemake.output.excluded).parent
+    if cfg["overwrite"] == "clean":  # checked and done only now that the tables are valid
+        out = Path(cfg["output_dir"])
+        removed = safety.clean_output(out, Path(cfg["dicom_root"]), keep=(".bidsport/lock", ".bidsport/logs"))
+        print(f"overwrite: clean removed {len(removed)} entr(y/ies) from {out}", file=log)
     changed = write_plan(plan, Path(snakemake.output.plan), state / "specs", Path(snakemake.output.excluded), cfg["overwrite"])
     msg = f"planned {len(plan.entries)} series ({changed} spec(s) changed), excluded {len(plan.excluded)}"
     if plan.fallbacks:
         msg += f"; no {cfg['subject_identifier_source']} identifier, named by subject_code: {', '.join(plan.fallbacks)}"
     print(msg, file=log)
-except (table.TableError, NothingToExport, ValueError) as exc:
+except (table.TableError, NothingToExport, ValueError, safety.SafetyError) as exc:
     print(str(exc), file=log)
     print(str(exc), file=sys.stderr)
     sys.exit(1)

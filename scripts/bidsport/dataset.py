@@ -23,7 +23,7 @@ from .table import parse_date, parse_time
 
 NIFTI_EXTS = (".nii.gz", ".nii")
 REPORT_COLUMNS = [
-    "key", "line", "subject_code", "subject", "session", "series_instance_uid", "stack_index",
+    "key", "line", "subject_code", "subject", "subject_source", "session", "series_instance_uid", "stack_index",
     "series_description", "directory_type", "provenance", "status", "reason", "files", "warnings",
 ]  # fmt: skip
 DATATYPES = {"anat", "dwi", "func", "fmap", "perf"}

@@ -24,7 +24,7 @@ from .table import TableError, parse_date, parse_time, resolve_dicom_path
 
 NIFTI_FORMATS = ("nii", "nii.gz")
 PLAN_COLUMNS = [
-    "key", "subject_code", "subject", "session", "series_instance_uid", "stack_index",
+    "key", "subject_code", "subject", "subject_source", "session", "series_instance_uid", "stack_index",
     "series_number", "study_date", "series_time", "series_description", "directory_type", "provenance",
     "datatype", "stem", "formats", "nifti_dir", "dicom_dir", "source", "raw_bids",
 ]  # fmt: skip
@@ -46,6 +46,7 @@ class PlanEntry:
     line: int
     subject_code: str
     subject: str
+    subject_source: str  # which identifier named the subject (fallbacks say so)
     session: str | None
     series_instance_uid: str
     stack_index: int
@@ -98,15 +99,19 @@ def series_key(uid: str, stack_index: int) -> str:
     return f"s{digest}"
 
 
+def with_default_provenance(rows: pd.DataFrame) -> pd.DataFrame:
+    """``provenance`` defaults to RawRecon (SERIES_TABLE.md)."""
+    if "provenance" not in rows.columns:
+        return rows.assign(provenance="RawRecon")
+    return rows.assign(provenance=rows["provenance"].where(rows["provenance"] != "", "RawRecon"))
+
+
 def apply_filters(rows: pd.DataFrame, cfg: dict) -> tuple[pd.DataFrame, list[dict], dict[str, int]]:
     """Intent and provenance filters, in the export page's order.
 
     Returns the kept rows, one record per removed row, and how many each filter removed.
     """
-    provenance = rows["provenance"].where(rows["provenance"] != "", "RawRecon") if "provenance" in rows else pd.Series(
-        ["RawRecon"] * len(rows), index=rows.index
-    )
-    rows = rows.assign(provenance=provenance)
+    rows = with_default_provenance(rows)
     steps = [
         ("include_intents", "directory_type", lambda v, allowed: v in allowed),
         ("exclude_intents", "directory_type", lambda v, banned: v not in banned),
@@ -120,7 +125,7 @@ def apply_filters(rows: pd.DataFrame, cfg: dict) -> tuple[pd.DataFrame, list[dic
         if values is None or (name.startswith("include") and not values):
             counts[name] = 0
             continue
-        mask = rows[column].map(lambda v: keep(v, set(values)))
+        mask = rows[column].map(lambda v: keep(v, set(values))).astype(bool)
         gone = rows[~mask]
         counts[name] = len(gone)
         for r in gone.to_dict("records"):
@@ -138,14 +143,13 @@ def apply_filters(rows: pd.DataFrame, cfg: dict) -> tuple[pd.DataFrame, list[dic
 
 
 def nothing_to_export_message(table: pd.DataFrame, counts: dict[str, int], cfg: dict) -> str:
-    prov = table["provenance"].where(table["provenance"] != "", "RawRecon") if "provenance" in table else None
+    prov = with_default_provenance(table)["provenance"]
     lines = [f"No series to export: the series table has {len(table)} usable row(s), and the filters removed all of them."]
     for name, n in counts.items():
         if cfg.get(name):
             lines.append(f"  {name} = {list(cfg[name])} removed {n} row(s)")
     lines.append("  intents in the table: " + _value_counts(table["directory_type"]))
-    if prov is not None:
-        lines.append("  provenances in the table: " + _value_counts(prov))
+    lines.append("  provenances in the table: " + _value_counts(prov))
     lines.append("Check that sorting/classification completed, and loosen include_/exclude_ filters to match these values.")
     return "\n".join(lines)
 
@@ -291,6 +295,7 @@ def build_plan(
                 line=int(r["_line"]),
                 subject_code=r["subject_code"],
                 subject=r["_subject"],
+                subject_source=_subject_source(cfg, r["subject_code"], fallbacks),
                 session=r["_session"],
                 series_instance_uid=uid,
                 stack_index=stack_index,
@@ -324,6 +329,13 @@ def build_plan(
             if e.series_time:
                 info["times"].append(e.series_time)
     return Plan(entries=entries, excluded=excluded, subjects=labels, fallbacks=fallbacks, sessions=sessions)
+
+
+def _subject_source(cfg: dict, code: str, fallbacks: list[str]) -> str:
+    source = str(cfg.get("subject_identifier_source", "subject_code"))
+    if source == "subject_code":
+        return source
+    return f"subject_code (no {source} identifier)" if code in fallbacks else source
 
 
 def _run_group(r: dict) -> tuple:

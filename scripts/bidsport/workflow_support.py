@@ -42,6 +42,16 @@ def export_job_environment(cfg: dict, dcm2niix: str | None) -> None:
     os.environ["BIDSPORT_TIMEOUT"] = str(cfg.get("convert_timeout", 0) or 0)
 
 
+def clean_token(cfg: dict) -> str | None:
+    """A value that differs at every run in ``clean`` mode (so the plan, which
+    does the cleaning, runs every time), and is constant otherwise."""
+    if cfg.get("overwrite") != "clean":
+        return None
+    import time
+
+    return str(time.time_ns())
+
+
 def table_inputs(cfg: dict) -> list[str]:
     return [cfg[k] for k in ("series_table", "subjects_table", "subject_identifiers_table") if cfg.get(k)]
 

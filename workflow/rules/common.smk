@@ -11,7 +11,7 @@ min_version("9.0")
 # scripts/ holds the bidsport package; make it importable here (jobs get PYTHONPATH
 # and PATH from workflow_support.prepare_job_environment below).
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
-from bidsport import settings, workflow_support  # noqa: E402
+from bidsport import safety, settings, workflow_support  # noqa: E402
 
 workflow_support.prepare_job_environment(workflow.basedir)
 
@@ -28,6 +28,11 @@ STATE = OUT / ".bidsport"
 CODE = OUT / "code" / "bidsport"
 ENV = str(Path(workflow.basedir) / "envs" / "bidsport.yaml")
 BIDS_TREE = CFG["layout"] == "bids" and settings.wants_nifti(CFG)
+
+# Never write under the sources; one run at a time per output folder.
+safety.check_output_location(OUT, Path(CFG["dicom_root"]))
+if workflow.is_main_process and not workflow.dryrun:
+    safety.lock_output(OUT)
 
 # One clear error before any job runs if dcm2niix is missing or broken; the
 # resolved binary reaches the jobs through the environment (not a tracked param,

@@ -15,5 +15,7 @@ checkpoint plan:
     params:
         settings=settings.planning_settings(CFG),
         dicom_root=CFG["dicom_root"],
+        # overwrite: clean empties output_dir at every run: a new token re-runs the plan.
+        clean_token=workflow_support.clean_token(CFG),
     script:
         "../../scripts/rule_plan.py"
