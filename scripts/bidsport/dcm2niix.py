@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,11 +93,16 @@ def convert(
         args += ["-s", "y"]
     args.append(str(source))
     try:
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, errors="replace")
-    except subprocess.TimeoutExpired as exc:
-        out = (exc.stdout or b"") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        text = out.decode(errors="replace") if isinstance(out, bytes) else out
-        return ConversionResult(None, text + f"\ndcm2niix timed out after {timeout:g} s")
+        # Own process group: a timeout kills dcm2niix and anything it started.
+        proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True
+        )
     except OSError as exc:
         return ConversionResult(-1, f"cannot run dcm2niix {binary}: {exc}")
-    return ConversionResult(proc.returncode, proc.stdout + proc.stderr)
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        return ConversionResult(None, (output or "") + f"\ndcm2niix timed out after {timeout:g} s")
+    return ConversionResult(proc.returncode, output)
