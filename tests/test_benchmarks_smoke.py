@@ -1,0 +1,20 @@
+"""Keeps benchmarks/run.py from rotting: the smallest run, no timing asserted."""
+
+import subprocess
+import sys
+
+import pytest
+
+from helpers import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def test_benchmark_entry_point_quick(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--subjects", "1", "--cores", "2"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "NIfTI export vs `xargs -P 2 dcm2niix`" in proc.stdout
+    assert "| 100 |" in proc.stdout
