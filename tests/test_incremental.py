@@ -190,3 +190,18 @@ def test_sigkill_mid_export_then_rerun_matches_a_clean_run(tmp_path):
     run_workflow(killed_dir, cfg)
     assert digests(out) == digests(tmp_path / "reference")
     assert not list((out / ".bidsport" / "tmp").glob("*")) if (out / ".bidsport" / "tmp").exists() else True
+
+
+def test_removed_rows_are_reported_stale_and_kept(cohort):
+    work, cfg, table = cohort
+    out = work / "out"
+    rows = list(csv.DictReader(open(table), delimiter="\t"))
+    gone = next(r for r in rows if r["subject_code"] == "P-002" and r["directory_type"] == "anat")
+    write_rows(table, [r for r in rows if r is not gone], list(rows[0]))
+    proc = run_workflow(work, cfg)
+    assert "stale 1" in proc.stdout + proc.stderr  # the end-of-run summary
+    from helpers import read_report
+
+    stale = [r for r in read_report(out) if r["status"] == "stale"]
+    assert len(stale) == 1 and "sub-P002_ses-M00_T1w.nii.gz" in stale[0]["files"]
+    assert (out / "sub-P002/ses-M00/anat/sub-P002_ses-M00_T1w.nii.gz").exists()  # kept: only clean removes

@@ -70,3 +70,18 @@ def test_date_and_time_parsers():
     assert parse_time("10:11:12.5") == pytest.approx(36672.5)
     with pytest.raises(ValueError):
         parse_time("246000")
+
+
+def test_latin1_table_is_a_clear_error(tmp_path):
+    (tmp_path / "dicom" / "a").mkdir(parents=True)
+    path = tmp_path / "latin1.tsv"
+    path.write_bytes((HEADER + "Zürich\t1.2.3\ta\tanat\t\t\t\n").encode("latin-1"))
+    with pytest.raises(TableError, match=r"latin1.tsv: cannot read the table: 'utf-8' codec can't decode"):
+        load_series_table(path, tmp_path / "dicom")
+
+
+def test_a_series_listed_twice_from_two_folders_is_a_duplicate(tmp_path):
+    (tmp_path / "dicom" / "b").mkdir(parents=True)
+    path = write(tmp_path, "P1\t1.2.3\ta\tanat\t\t\t\nP1\t1.2.3\tb\tanat\t\t\t\n")
+    with pytest.raises(TableError, match="line 3.*duplicate|duplicate.*first seen on line 2"):
+        load_series_table(path, tmp_path / "dicom")

@@ -57,13 +57,29 @@ def _selector_true(selector: str, datatype: str, suffix: str, sidecar: dict) -> 
 
 
 def missing_required(datatype: str, suffix: str, sidecar: dict) -> list[str]:
+    """Required keys the sidecar lacks; alternatives read ``A or B``."""
     missing: list[str] = []
+    alternatives: dict[str, str] = {}
     for selectors, required in _required_rules():
         verdicts = [_selector_true(s, datatype, suffix, sidecar) for s in selectors]
         if None in verdicts or not all(verdicts):
             continue
-        missing += [k for k in required if k not in sidecar and k not in missing]
-    return missing
+        absent = [m.group(1) for s in selectors if (m := re.match(r'^!\("(\w+)" in sidecar\)$', s.strip()))]
+        for key in required:
+            if key not in sidecar and key not in missing:
+                missing.append(key)
+                if absent:
+                    alternatives[key] = absent[0]
+    out: list[str] = []
+    for key in missing:
+        alt = alternatives.get(key)
+        if alt in missing and alternatives.get(alt) == key:
+            pair = " or ".join(sorted((key, alt)))
+            if pair not in out:
+                out.append(pair)
+        else:
+            out.append(key)
+    return out
 
 
 def _suffix_and_entities(stem: str) -> tuple[str, dict[str, str]]:

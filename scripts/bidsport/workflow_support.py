@@ -118,18 +118,35 @@ def withdraw_stale_manifests(plan_tsv: Path, state: Path, dependents: list) -> i
     return withdrawn
 
 
-def status(report: Path, ok_file: Path) -> int:
+def summary(report: Path) -> tuple[str, int]:
+    """The end-of-run summary of an export report, and how many series failed."""
     with open(report, encoding="utf-8", newline="") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))
     failed = [r for r in rows if r["status"] == "failed"]
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
-    print("bidsport: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f" (report: {report})")
+    lines = ["bidsport: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f" (report: {report})"]
+    warned = sum(1 for r in rows if r.get("warnings"))
+    if warned:
+        lines.append(f"  {warned} series have warnings (missing sidecar keys, kept files ...): see the report")
     for r in failed:
-        print(f"  FAILED {r['subject']}/{r['session']} {r['series_description'] or r['series_instance_uid']}: {r['reason']}")
+        lines.append(f"  FAILED {r['subject']}/{r['session']} {r['series_description'] or r['series_instance_uid']}: {r['reason']}")
     if failed:
-        print(f"bidsport: {len(failed)} series failed; fix them and re-run (only those will be retried).")
+        lines.append(f"bidsport: {len(failed)} series failed; fix them and re-run (only those will be retried).")
+    return "\n".join(lines), len(failed)
+
+
+def print_summary(report: Path) -> None:
+    """For Snakemake's onsuccess/onerror: say how the export went, if it got that far."""
+    if Path(report).exists():
+        print(summary(Path(report))[0], file=sys.stderr)
+
+
+def status(report: Path, ok_file: Path) -> int:
+    text, failed = summary(report)
+    print(text)
+    if failed:
         return 1
     ok_file.parent.mkdir(parents=True, exist_ok=True)
     ok_file.write_text("ok\n", encoding="utf-8")

@@ -60,3 +60,12 @@ if workflow.is_main_process:
 def series_manifests(wildcards):
     """Every per-series manifest the dataset step needs (after the checkpoint)."""
     return workflow_support.manifest_paths(checkpoints.plan.get().output.plan, STATE)
+
+
+# A short summary at the end of every run, whether it succeeded or not.
+onsuccess:
+    workflow_support.print_summary(CODE / "export_report.tsv")
+
+
+onerror:
+    workflow_support.print_summary(CODE / "export_report.tsv")
