@@ -82,3 +82,25 @@ def test_report_accounts_for_every_row(demo):
     table = list(csv.DictReader(open(demo.parent / "series_table.tsv"), delimiter="\t"))
     assert len(rows) == len(table)
     assert {r["status"] for r in rows} == {"exported", "excluded"}
+
+
+def test_fieldmap_linkage_for_every_bold_and_dwi(demo):
+    idents = {}
+    for sidecar in demo.glob("sub-*/ses-*/fmap/*.json"):
+        data = json.loads(sidecar.read_text())
+        idents.setdefault(data["B0FieldIdentifier"], []).append(sidecar)
+        assert all(uri.startswith("bids::sub-") for uri in data["IntendedFor"])
+    targets = list(demo.glob("sub-*/ses-*/func/*_bold.json")) + list(demo.glob("sub-*/ses-*/dwi/*_dwi.json"))
+    assert targets
+    for sidecar in targets:
+        source = json.loads(sidecar.read_text())["B0FieldSource"]
+        fmaps = idents[source]
+        assert all(f.parent.parent == sidecar.parent.parent for f in fmaps)  # same session
+        uri = "bids::" + str(sidecar.relative_to(demo)).replace(".json", ".nii.gz")
+        assert uri in json.loads(fmaps[0].read_text())["IntendedFor"]
+
+
+def test_sessions_tsv(demo):
+    rows = list(csv.DictReader(open(demo / "sub-P001/sub-P001_sessions.tsv"), delimiter="\t"))
+    assert [r["session_id"] for r in rows] == ["ses-M00", "ses-M12"]
+    assert rows[1]["acq_time"].startswith("2025-01-20T")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
+import json
 import os
 import re
 import signal
@@ -107,8 +108,12 @@ def test_changing_one_row_reruns_only_that_series(cohort):
     new = "sub-P002/ses-M00/func/sub-P002_ses-M00_task-nback_bold.nii.gz"
     assert old not in after and new in after  # the series' old name is gone, not left behind
     untouched = [f for f in before if f in after and "/func/" not in f and f.startswith("sub-")]
-    untouched = [f for f in untouched if not f.endswith("scans.tsv")]
+    # The session's fieldmap sidecars list the renamed run in IntendedFor: refreshed.
+    linked = {f for f in untouched if f.startswith("sub-P002/ses-M00/fmap/") and f.endswith(".json")}
+    untouched = [f for f in untouched if not f.endswith(("scans.tsv", "sessions.tsv")) and f not in linked]
     assert untouched and [f for f in untouched if after[f] != before[f]] == []
+    for sidecar in linked:
+        assert "bids::" + new in json.loads((out / sidecar).read_text())["IntendedFor"]
     scans = (out / "sub-P002/ses-M00/sub-P002_ses-M00_scans.tsv").read_text()
     assert "task-nback" in scans and "task-rest" not in scans  # dataset-level files refreshed
     print(f"\none-series change: {elapsed:.2f} s")

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import __version__, bids_schema
+from . import __version__, bids_schema, fieldmaps
 from .export_series import STATE_DIR, inside
-from .plan import _tsv, write_if_changed
+from .fsutil import write_if_changed
+from .plan import _tsv
 from .table import parse_date, parse_time
 
 NIFTI_EXTS = (".nii.gz", ".nii")
@@ -172,6 +173,8 @@ def finalize(
             shutil.rmtree(leftover, ignore_errors=True)
     if bids_tree:
         _fill_phasediff_echo_times(output_dir, dataset_files)
+        _link_fieldmaps(output_dir, plan, by_key, cfg)
+        _write_sessions(output_dir, plan)
         _write_dataset_description(output_dir, cfg, dcm2niix_version)
         _write_participants(output_dir, plan, subjects)
         _write_scans(output_dir, plan, by_key)
@@ -242,6 +245,69 @@ def _write_scans(output_dir: Path, plan: list[dict], by_key: dict) -> None:
         name = folder.replace("/", "_") + "_scans.tsv"
         rows.sort(key=lambda r: r["filename"])
         write_if_changed(inside(output_dir, f"{folder}/{name}"), _tsv(rows, ["filename", "acq_time"]))
+
+
+def _acq_seconds(row: dict) -> float:
+    if not row.get("series_time"):
+        return float("inf")
+    day = parse_date(row["study_date"]).toordinal() if row.get("study_date") else 0
+    return day * 86400 + parse_time(row["series_time"])
+
+
+def _update_sidecar(path: Path, set_keys: dict, drop_keys: tuple[str, ...] = ()) -> None:
+    """Edit a JSON sidecar atomically, and only if something changes."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    new = {k: v for k, v in data.items() if k not in drop_keys}
+    new.update(set_keys)
+    if new != data:
+        write_if_changed(path, json.dumps(new, indent=2) + "\n")
+
+
+def _link_fieldmaps(output_dir: Path, plan: list[dict], by_key: dict, cfg: dict) -> None:
+    """B0FieldIdentifier / B0FieldSource (+ IntendedFor) from the final names."""
+    images = []
+    for row in plan:
+        for f in by_key.get(row["key"], {}).get("files", []):
+            if f["path"].endswith(NIFTI_EXTS) and is_raw_file(f["path"]):
+                images.append(fieldmaps.Image(f["path"], _acq_seconds(row)))
+    targets = tuple(cfg.get("fieldmap_targets") or ("func", "dwi"))
+    identifiers, sources = fieldmaps.link_fieldmaps(images, targets)
+    intended: dict[str, list[str]] = {}
+    for target, ident in sources.items():
+        intended.setdefault(ident, []).append(f"bids::{target}")
+    for img in images:
+        sidecar = output_dir / _sidecar_of(img.path)
+        if img.path in identifiers:
+            ident = identifiers[img.path]
+            extra = {"IntendedFor": sorted(intended.get(ident, []))} if cfg.get("fieldmap_intended_for", True) else {}
+            drop = () if extra else ("IntendedFor",)
+            _update_sidecar(sidecar, {"B0FieldIdentifier": ident, **extra}, drop)
+        elif img.path in sources:
+            _update_sidecar(sidecar, {"B0FieldSource": sources[img.path]})
+        else:
+            _update_sidecar(sidecar, {}, ("B0FieldSource",))
+
+
+def _sidecar_of(nifti: str) -> str:
+    return nifti[: -len(".nii.gz")] + ".json" if nifti.endswith(".nii.gz") else nifti[: -len(".nii")] + ".json"
+
+
+def _write_sessions(output_dir: Path, plan: list[dict]) -> None:
+    """``sub-X/sub-X_sessions.tsv``: session_id and the session's first acquisition."""
+    first: dict[str, dict[str, tuple]] = {}
+    for row in plan:
+        if not row.get("session"):
+            continue
+        seconds = _acq_seconds(row)
+        current = first.setdefault(row["subject"], {}).get(row["session"])
+        if current is None or seconds < current[0]:
+            first[row["subject"]][row["session"]] = (seconds, acq_time(row.get("study_date", ""), row.get("series_time", "")))
+    for subject, sessions in first.items():
+        rows = [{"session_id": f"ses-{s}", "acq_time": v[1]} for s, v in sorted(sessions.items())]
+        write_if_changed(inside(output_dir, f"sub-{subject}/sub-{subject}_sessions.tsv"), _tsv(rows, ["session_id", "acq_time"]))
 
 
 def _fill_phasediff_echo_times(output_dir: Path, files: list[str]) -> None:

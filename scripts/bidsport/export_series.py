@@ -29,7 +29,7 @@ from pathlib import Path
 from . import dcm2niix as d2n
 from . import naming, sidecars
 from .dicom_scan import scan_series
-from .plan import write_if_changed
+from .fsutil import write_if_changed
 
 NIFTI_EXTS = (".nii.gz", ".nii")
 COMPANION_EXTS = (".json", ".bval", ".bvec")
@@ -227,8 +227,9 @@ class Installer:
         self.skipped: list[str] = []
 
     def _ours(self, rel: str, target: Path) -> bool:
-        sig = self.previous.get(rel)
-        return sig is not None and _stat_sig(target) == sig
+        """Written by this series last time (the dataset step may have edited a
+        sidecar since, e.g. fieldmap links, so the content may differ)."""
+        return rel in self.previous
 
     def install_file(self, src: Path, rel: str) -> None:
         target = inside(self.output_dir, rel)

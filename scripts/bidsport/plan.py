@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import naming
+from .fsutil import write_if_changed
 from .labels import sanitize_label
 from .table import TableError, parse_date, parse_time, resolve_dicom_path
 
@@ -375,20 +375,6 @@ def _folder(layout: str, subject: str, session: str | None, name: naming.SeriesN
 
 
 # --------------------------------------------------------------------------- writing
-
-
-def write_if_changed(path: Path, text: str) -> bool:
-    """Write ``text`` atomically unless the file already holds exactly it."""
-    try:
-        if path.read_text(encoding="utf-8") == text:
-            return False
-    except (FileNotFoundError, UnicodeDecodeError):
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return True
 
 
 def write_plan(plan: Plan, plan_tsv: Path, spec_dir: Path, excluded_tsv: Path, overwrite: str) -> int:

@@ -16,6 +16,7 @@ rule dataset_files:
         ENV
     params:
         dcm2niix_version=DCM2NIIX_VERSION,
+        fieldmaps=[CFG["fieldmap_targets"], CFG["fieldmap_intended_for"]],
     script:
         "../../scripts/rule_dataset.py"
 
