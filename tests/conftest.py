@@ -5,3 +5,22 @@ from pathlib import Path
 # keeps the tests working from a plain checkout too).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    """A real single-node SLURM for the module's tests (skipped, with the reason,
+    only where it cannot be installed); its daemons are stopped afterwards."""
+    from slurm_cluster import LocalSlurm, SlurmUnavailable
+
+    try:
+        cluster = LocalSlurm().start()
+    except SlurmUnavailable as exc:
+        pytest.skip(f"no local SLURM cluster: {exc}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -12,22 +12,9 @@ import time
 import pytest
 
 from helpers import REPO, SAMPLES, dataset_files, run_workflow, write_config
-from slurm_cluster import LocalSlurm, SlurmUnavailable
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 SUBJECT = "XA30"  # one full session: T1w, BOLD, fieldmap pair, DWI + ADC/FA, ASL
-
-
-@pytest.fixture(scope="module")
-def slurm():
-    try:
-        cluster = LocalSlurm().start()
-    except SlurmUnavailable as exc:
-        pytest.skip(f"no local SLURM cluster: {exc}")
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 def one_subject_table(path):

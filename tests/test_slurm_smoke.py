@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from slurm_cluster import LocalSlurm, SlurmUnavailable
 
 pytestmark = pytest.mark.slurm
 
@@ -50,18 +49,6 @@ SNAKEFILE = textwrap.dedent(
     """
 )
 EXPECTED_SUBMISSIONS = 4  # a, b, c, and the group "pair" (g1 + g2); `all` is local
-
-
-@pytest.fixture(scope="module")
-def slurm():
-    try:
-        cluster = LocalSlurm().start()
-    except SlurmUnavailable as exc:
-        pytest.skip(f"no local SLURM cluster: {exc}")
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 def test_slurm_executor_runs_rules_and_groups(slurm, tmp_path: Path):
