@@ -5,7 +5,6 @@ the series table is tests/data/samples/series_table.tsv, the dcm2niix outputs ea
 series must yield are in expected_outputs.json (made by make_table.py --outputs).
 """
 
-import gzip
 import hashlib
 import json
 import shutil

@@ -83,10 +83,7 @@ def bidsignore_lines(files: list[str]) -> list[str]:
         if not rel.startswith("sub-"):
             continue  # flat layout / sourcedata: nothing the validator reads
         datatype, in_subfolder, *_ = split_name(rel)
-        if in_subfolder:
-            folder = [("sub-*" if p.startswith("sub-") else "ses-*" if p.startswith("ses-") else p) for p in parts[:-1]]
-            pattern = "/".join(folder)
-        elif datatype not in DATATYPES:
+        if in_subfolder or datatype not in DATATYPES:  # a routing or non-BIDS folder: hide it whole
             folder = [("sub-*" if p.startswith("sub-") else "ses-*" if p.startswith("ses-") else p) for p in parts[:-1]]
             pattern = "/".join(folder)
         else:

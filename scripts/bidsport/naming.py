@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from . import bids_schema
-from .labels import sanitize_label, sanitize_or_none
+from .labels import sanitize_label
 
 # Contrast weighting (``base``) → anat suffix.
 ANAT_SUFFIX = {
@@ -122,7 +122,7 @@ def name_series(row: dict, *, symri_subfolder: bool = True) -> SeriesName:
         entities["rec"] = sanitize_label(projection.lower()) if projection else (
             "subtraction" if provenance == "SubtractionDerived" else "projection"
         )
-        suffix = _anat_suffix(base, modifiers) if intent in ("anat", "") else _intent_suffix(intent, row)
+        suffix = _anat_suffix(base, modifiers) if intent in ("anat", "") else _intent_suffix(intent)
         return SeriesName(intent or "anat", suffix, _ordered(entities), kind="derived")
 
     if intent == "perf" or provenance == "PerfusionRecon":
@@ -176,7 +176,7 @@ def _anat_suffix(base: str, modifiers: list[str]) -> str:
     return sanitize_label(base) if base else "T1w"
 
 
-def _intent_suffix(intent: str, row: dict) -> str:
+def _intent_suffix(intent: str) -> str:
     return {"dwi": "dwi", "func": "bold", "fmap": "epi", "perf": "asl"}.get(intent, "T1w")
 
 
@@ -188,9 +188,6 @@ def _ordered(entities: dict[str, str]) -> tuple[tuple[str, str], ...]:
 
 
 # --------------------------------------------------------------------------- outputs
-
-_TOKEN = re.compile(r"_")
-
 
 @dataclass
 class Postfix:

@@ -353,7 +353,10 @@ def _sibling_kinds(n: naming.SeriesName, r: dict) -> set[str]:
         if n.suffix == "fieldmap" or {"Magnitude", "Phase"} <= constructs:
             return {"magnitude", "phase"}
         return {"phase"} if n.suffix == "phasediff" else {"magnitude"}
-    return {n.entity("part") or "image"}
+    part = n.entity("part")
+    # A series without ``part`` may hold magnitude and phase images (dcm2niix
+    # ``_ph`` outputs become part-phase): it pairs with nothing.
+    return {part} if part else {"image", "mag", "phase", "real", "imag"}
 
 
 def _formats(cfg: dict) -> list[str]:

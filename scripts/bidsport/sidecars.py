@@ -110,8 +110,6 @@ def fix_sidecars(spec: dict, moves: list[tuple[Path, str]]) -> list[str]:
         if (ents.get("part") == "phase" or suffix in ("phase", "phase1", "phase2", "phasediff")) and "Units" not in data:
             data["Units"] = "arbitrary"
             changed = True
-        if suffix == "phasediff" and "EchoTime2" not in data and "EchoTime" in data and "EchoTime1" not in data:
-            pass  # filled from the magnitude images in the dataset-level step, where both are known
         if changed:
             src.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
         if spec.get("subfolder") or spec.get("tail"):
