@@ -9,6 +9,10 @@ include: "workflow/rules/plan.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/dataset.smk"
 include: "workflow/rules/validate.smk"
+include: "workflow/rules/qc.smk"
+
+
+report: "workflow/report/workflow.rst"
 
 
 if config.get("demo"):
@@ -20,3 +24,4 @@ rule all:
     default_target: True
     input:
         status=rules.export_status.output,
+        qc=qc_targets,

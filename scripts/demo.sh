@@ -7,4 +7,6 @@ cd "$(dirname "$0")/.."
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[test]"
 .venv/bin/snakemake --cores "${CORES:-2}" all validate
-echo "Demo dataset: demo/bids   report: demo/bids/code/bidsport/export_report.tsv"
+# The visual QC report: one page per subject, one picture per exported image.
+.venv/bin/snakemake --report demo/report.html
+echo "Demo dataset: demo/bids   export report: demo/bids/code/bidsport/export_report.tsv   QC: demo/report.html"

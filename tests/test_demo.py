@@ -103,3 +103,37 @@ def test_sessions_tsv(demo):
     rows = list(csv.DictReader(open(demo / "sub-P001/sub-P001_sessions.tsv"), delimiter="\t"))
     assert [r["session_id"] for r in rows] == ["ses-M00", "ses-M12"]
     assert rows[1]["acq_time"].startswith("2025-01-20T")
+
+
+def test_qc_report_has_one_picture_per_exported_image(demo):
+    import subprocess
+
+    from PIL import Image
+
+    from helpers import SNAKEMAKE
+
+    niftis = {f for f in dataset_files(demo) if f.endswith((".nii.gz", ".nii"))}
+    qc_root = demo / ".bidsport" / "qc"
+    pictured = {}
+    for index_file in qc_root.glob("sub-*/snapshots/index.json"):
+        for stem, labels in json.loads(index_file.read_text()).items():
+            pictured[labels["destination"]] = index_file.parent / f"{stem}.png"
+            assert labels["classification"] and labels["provenance"] and labels["source"]
+    assert set(pictured) == niftis
+    for png in pictured.values():
+        with Image.open(png) as image:
+            assert image.height == 220 and image.width == 3 * 220 + 12
+            assert image.getextrema()[1] > 0  # not a black picture
+    summary = (qc_root / "sub-P001" / "summary.html").read_text()
+    assert summary.count("<img ") == sum(1 for f in niftis if f.startswith("sub-P001/"))
+    assert "RawRecon" in summary and "SyMRI" in summary
+
+    work = demo.parent.parent
+    report = work / "report.html"
+    cmd = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(work), "--report", str(report)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    html = report.read_text()
+    for png in pictured.values():
+        assert png.name in html
+    assert "summary of sub-P003" in html

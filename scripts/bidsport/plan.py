@@ -25,8 +25,8 @@ from .table import TableError, parse_date, parse_time, resolve_dicom_path
 NIFTI_FORMATS = ("nii", "nii.gz")
 PLAN_COLUMNS = [
     "key", "subject_code", "subject", "subject_source", "session", "series_instance_uid", "stack_index",
-    "series_number", "study_date", "series_time", "series_description", "directory_type", "provenance",
-    "datatype", "stem", "formats", "nifti_dir", "dicom_dir", "source", "raw_bids",
+    "series_number", "study_date", "series_time", "series_description", "directory_type", "classification",
+    "provenance", "datatype", "stem", "formats", "nifti_dir", "dicom_dir", "source", "raw_bids",
 ]  # fmt: skip
 
 
@@ -57,6 +57,7 @@ class PlanEntry:
     study_date: str
     series_description: str
     directory_type: str
+    classification: str  # contrast, modifiers, construct, technique (for reports)
     provenance: str
     datatype: str
     subfolder: str | None
@@ -306,6 +307,7 @@ def build_plan(
                 study_date=r.get("study_date", ""),
                 series_description=r.get("series_description", ""),
                 directory_type=r["directory_type"],
+                classification=classification(r),
                 provenance=r["provenance"],
                 datatype=n.datatype,
                 subfolder=n.subfolder,
@@ -375,6 +377,15 @@ def _folder(layout: str, subject: str, session: str | None, name: naming.SeriesN
     if layout == "flat":
         return ""
     return _join(f"sub-{subject}", f"ses-{session}" if session else None, name.datatype, name.subfolder)
+
+
+def classification(row: dict) -> str:
+    """The row's classification in one readable string, e.g. 'T1w · FatSat · MPRAGE'."""
+    parts = [row.get("base", "")]
+    for column in ("modifier_csv", "construct_csv"):
+        parts += str(row.get(column, "") or "").split(",")
+    parts += [row.get("technique", ""), "post-contrast" if str(row.get("post_contrast", "")) == "1" else ""]
+    return " · ".join(p.strip() for p in parts if p and str(p).strip())
 
 
 # --------------------------------------------------------------------------- writing

@@ -76,6 +76,31 @@ def read_plan_parts(plan_tsv: str | os.PathLike) -> list[tuple[str, str]]:
     return parts
 
 
+_PLAN_CACHE: dict = {}
+
+
+def plan_rows(plan_tsv: str | os.PathLike) -> list[dict]:
+    """plan.tsv as dicts, read once per change (input functions call this per job)."""
+    path = Path(plan_tsv)
+    stamp = path.stat().st_mtime_ns
+    cached = _PLAN_CACHE.get(path)
+    if cached is None or cached[0] != stamp:
+        with open(path, encoding="utf-8", newline="") as fh:
+            rows = list(csv.DictReader(fh, delimiter="\t"))
+        by_subject: dict[str, list[dict]] = {}
+        for row in rows:
+            if any(f in ("nii", "nii.gz") for f in row["formats"].split(",")):
+                by_subject.setdefault(row["subject"], []).append(row)
+        cached = _PLAN_CACHE[path] = (stamp, rows, by_subject)
+    return cached[1]
+
+
+def nifti_rows_by_subject(plan_tsv: str | os.PathLike) -> dict[str, list[dict]]:
+    """Subject label -> plan rows of its series that have a NIfTI part (QC jobs)."""
+    plan_rows(plan_tsv)
+    return _PLAN_CACHE[Path(plan_tsv)][2]
+
+
 def manifest_is_current(path: Path, output_dir: Path) -> bool:
     """A manifest stands only for a success whose files are all still there."""
     try:

@@ -11,7 +11,7 @@ min_version("9.0")
 # scripts/ holds the bidsport package; make it importable here (jobs get PYTHONPATH
 # and PATH from workflow_support.prepare_job_environment below).
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
-from bidsport import safety, settings, workflow_support  # noqa: E402
+from bidsport import qc, safety, settings, workflow_support  # noqa: E402
 
 workflow_support.prepare_job_environment(workflow.basedir)
 
@@ -47,6 +47,7 @@ if "dcm2niix_jobs" not in workflow.global_resources:
 
 wildcard_constraints:
     key=r"s[0-9a-f]{16}",
+    subject=r"[A-Za-z0-9]+",
 
 
 # Failed series and series whose files were deleted run again (main process only:
