@@ -24,6 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(HERE))
 
 from bidsport import __version__  # noqa: E402
 from bidsport.dcm2niix import find_dcm2niix, version  # noqa: E402
@@ -32,16 +33,28 @@ from bidsport.synthdicom import make_uid, spec_for, write_series  # noqa: E402
 COLUMNS = ["subject_code", "session_id", "series_instance_uid", "series_number", "series_time", "dicom_path", "directory_type", "base", "task", "phase_encoding_direction"]
 
 
-def make_cohort(root: Path, subjects: int, size: int) -> Path:
-    """T1w (176 slices), BOLD (40 volumes × 24 slices), DWI (31 volumes) per subject."""
+def make_cohort(root: Path, subjects: int, size: int, tiny: bool = False) -> Path:
+    """T1w (176 slices), BOLD (40 volumes × 24 slices), DWI (31 volumes) per subject.
+
+    ``tiny``: the same three series as 2-slice 16×16 images (the 10,000-series scale
+    run measures bookkeeping, not conversion). Cached: written once per root.
+    """
+    table = root / "series_table.tsv"
+    if table.exists():
+        return table
     rows = []
     for s in range(subjects):
-        code = f"B{s:03d}"
+        code = f"B{s:05d}" if tiny else f"B{s:03d}"
         study = make_uid("bench", code)
+        if tiny:
+            shapes = [dict(slices=2, rows=16, cols=16), dict(volumes=2, slices=2, rows=16, cols=16),
+                      dict(b_values=(0, 1000), slices=2, rows=16, cols=16)]  # fmt: skip
+        else:
+            shapes = [dict(slices=176, rows=size, cols=size), dict(volumes=40, slices=24), dict(b_values=(0,) + (1000,) * 30, slices=24)]
         series = [
-            ("t1w", dict(slices=176, rows=size, cols=size), {"directory_type": "anat", "base": "T1w"}),
-            ("bold", dict(volumes=40, slices=24), {"directory_type": "func", "task": "rest"}),
-            ("dwi", dict(b_values=(0,) + (1000,) * 30, slices=24), {"directory_type": "dwi", "base": "DWI", "phase_encoding_direction": "AP"}),
+            ("t1w", shapes[0], {"directory_type": "anat", "base": "T1w"}),
+            ("bold", shapes[1], {"directory_type": "func", "task": "rest"}),
+            ("dwi", shapes[2], {"directory_type": "dwi", "base": "DWI", "phase_encoding_direction": "AP"}),
         ]
         for n, (kind, overrides, cols) in enumerate(series, start=1):
             spec = spec_for(kind, series_number=n, series_time=f"1{n}0000", **overrides)
@@ -49,18 +62,34 @@ def make_cohort(root: Path, subjects: int, size: int) -> Path:
             written = write_series(root / "dicom" / folder, spec, patient_id=code, study_uid=study, study_date="20240101", seed=s * 10 + n)
             rows.append({"subject_code": code, "session_id": "M00", "series_instance_uid": written.series_instance_uid,
                          "series_number": n, "series_time": spec.series_time, "dicom_path": str(folder), **cols})  # fmt: skip
-    table = root / "series_table.tsv"
-    with open(table, "w", newline="") as fh:
+    partial = root / "series_table.tsv.partial"
+    with open(partial, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS, delimiter="\t", lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+    partial.rename(table)  # the table marks a complete cohort
     return table
 
 
 def timed(cmd: list[str], **kw) -> float:
-    t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
-    return time.perf_counter() - t0
+    return timed_rss(cmd, **kw)[0]
+
+
+def timed_rss(cmd: list[str], **kw) -> tuple[float, float]:
+    """Wall seconds and peak resident memory (MiB) of the command's own process."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as err:  # a pipe could fill up and stall the run
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, **kw)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - t0
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            err.seek(0)
+            tail = err.read().decode(errors="replace")[-3000:]
+            raise subprocess.CalledProcessError(code, cmd, stderr=tail)
+    return elapsed, usage.ru_maxrss / 1024
 
 
 def snakemake_cmd(work: Path, cfg: Path, cores: int, *extra: str) -> list[str]:
@@ -105,13 +134,27 @@ def _xargs(folders: list[str], script: str, cores: int) -> float:
     return time.perf_counter() - t0
 
 
+def reflink_supported(folder: Path) -> bool:
+    """Whether this filesystem can clone files (FICLONE), probed in ``folder``."""
+    from bidsport.export_series import _reflink
+
+    folder.mkdir(parents=True, exist_ok=True)
+    src, dst = folder / "reflink-probe.src", folder / "reflink-probe.dst"
+    src.write_bytes(b"x" * 4096)
+    try:
+        return _reflink(src, dst)
+    finally:
+        src.unlink(missing_ok=True)
+        dst.unlink(missing_ok=True)
+
+
 def bench_dicom(cohort: Path, table: Path, work: Path, cores: int, repeats: int) -> dict:
-    results = {"cp": [], "copy": [], "hardlink": []}
+    results = {"cp": [], "copy": [], "hardlink": [], "reflink": []}
     for i in range(repeats):
         dest = work / f"cp{i}"
         shutil.rmtree(dest, ignore_errors=True)
         results["cp"].append(timed(["cp", "-r", str(cohort / "dicom"), str(dest)]))
-        for method in ("copy", "hardlink"):
+        for method in ("copy", "hardlink", "reflink"):
             run = work / f"dcm-{method}{i}"
             shutil.rmtree(run, ignore_errors=True)
             run.mkdir(parents=True)
@@ -120,8 +163,58 @@ def bench_dicom(cohort: Path, table: Path, work: Path, cores: int, repeats: int)
     return results
 
 
+def bench_qc(cohort: Path, table: Path, work: Path, cores: int) -> float:
+    """The same NIfTI export with the visual QC (qc_snapshots: true)."""
+    run = work / "bidsport-qc"
+    shutil.rmtree(run, ignore_errors=True)
+    run.mkdir(parents=True)
+    cfg = write_cfg(run, series_table=str(table), dicom_root=str(cohort / "dicom"), output_dir="out", qc_snapshots=True)
+    return timed(snakemake_cmd(run, cfg, cores))
+
+
+def bench_tools(cohort: Path, table: Path, work: Path, cores: int, repeats: int, bidsport_out: Path) -> dict:
+    """heudiconv and dcm2bids on the same cohort, one process per subject, ``cores`` at
+    once: wall time, same names as bidsport, validator errors."""
+    import other_tools
+
+    results = {"bidsport": {"errors": other_tools.validator_errors(bidsport_out), "names": other_tools.names(bidsport_out)}}
+    expected = results["bidsport"]["names"]
+    for name, runner in (("heudiconv", other_tools.run_heudiconv), ("dcm2bids", other_tools.run_dcm2bids)):
+        t0 = time.perf_counter()
+        other_tools.ensure_tool(name)
+        install_s = time.perf_counter() - t0
+        times = []
+        for i in range(repeats):
+            out = work / f"{name}{i}" / "bids"
+            times.append(runner(cohort, table, out, cores))
+        found = other_tools.names(out)
+        results[name] = {"times": times, "install": install_s, "version": other_tools.tool_version(name),
+                         "errors": other_tools.validator_errors(out), "same_names": found == expected,
+                         "issues": other_tools.summarize_issues(other_tools.validator_issues(out) or [])}  # fmt: skip
+    return results
+
+
+def bench_scale(work: Path, n_series: int, cores: int) -> dict:
+    """A real export of ``n_series`` tiny series (2-slice 16×16 images), then the
+    no-op re-run and a dry run over the finished dataset; peak memory of Snakemake."""
+    cohort = HERE / "cache" / f"tiny-{n_series}"
+    t0 = time.perf_counter()
+    table = make_cohort(cohort, n_series // 3, 16, tiny=True)
+    generate_s = time.perf_counter() - t0
+    run = work / f"scale{n_series}"
+    shutil.rmtree(run, ignore_errors=True)
+    run.mkdir(parents=True)
+    cfg = write_cfg(run, series_table=str(table), dicom_root=str(cohort / "dicom"), output_dir="out")
+    export_s, export_mb = timed_rss(snakemake_cmd(run, cfg, cores))
+    noop_s, noop_mb = timed_rss(snakemake_cmd(run, cfg, cores))
+    dry_s, dry_mb = timed_rss(snakemake_cmd(run, cfg, cores, "-n"))
+    exported = sum(1 for _ in (run / "out").glob("sub-*/ses-*/*/*.nii.gz"))
+    return {"series": n_series, "generate": generate_s, "export": export_s, "export_mb": export_mb, "noop": noop_s,
+            "noop_mb": noop_mb, "dry": dry_s, "dry_mb": dry_mb, "images": exported}  # fmt: skip
+
+
 def bench_planning(cohort: Path, table: Path, work: Path, sizes: list[int]) -> dict:
-    """Dry run (plan + DAG) for N rows pointing at real folders, and a no-op re-run."""
+    """Planning (the checkpoint job) and a dry run for N rows pointing at real folders."""
     rows = list(csv.DictReader(open(table), delimiter="\t"))
     out = {}
     for n in sizes:
@@ -140,50 +233,97 @@ def bench_planning(cohort: Path, table: Path, work: Path, sizes: list[int]) -> d
         cfg = write_cfg(run, series_table=str(big), dicom_root=str(cohort / "dicom"), output_dir="out")
         # The checkpoint itself (planning) runs once; then the dry run shows every series job.
         plan_s = timed(snakemake_cmd(run, cfg, 1, "--until", "plan"))
-        dry_s = timed(snakemake_cmd(run, cfg, 1, "-n"))
-        out[n] = {"plan": plan_s, "dry": dry_s}
+        dry_s, dry_mb = timed_rss(snakemake_cmd(run, cfg, 1, "-n"))
+        out[n] = {"plan": plan_s, "dry": dry_s, "dry_mb": dry_mb}
     return out
+
+
+def _ratio_row(figure: str, ours: list[float], base: list[float], target: str, met: bool) -> str:
+    ratio = statistics.median(ours) / statistics.median(base)
+    return f"| {figure} | {median_range(ours)} | {median_range(base)} | **{ratio:.2f}×** | {target} | {'met' if met else 'missed'} |"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="2 subjects, 1 repeat, small tables (smoke test)")
     parser.add_argument("--subjects", type=int)
     parser.add_argument("--repeats", type=int)
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--tools", default=None, help="comma list of heudiconv,dcm2bids ('none' to skip)")
+    parser.add_argument("--scale", type=int, default=None, help="series in the real export at scale (0 skips)")
     args = parser.parse_args()
     subjects = args.subjects or (2 if args.quick else 20)
     repeats = args.repeats or (1 if args.quick else 3)
     size = 64 if args.quick else 128
     sizes = [30, 100] if args.quick else [100, 1000, 10000]
+    tools = (args.tools or ("dcm2bids" if args.quick else "heudiconv,dcm2bids")).split(",")
+    tools = [t for t in tools if t and t != "none"]
+    scale = args.scale if args.scale is not None else (30 if args.quick else 10000)
+    load = os.getloadavg()[0]
     cache = HERE / "cache" / f"cohort-{subjects}-{size}"
     t0 = time.perf_counter()
     table = make_cohort(cache, subjects, size)
     gen_s = time.perf_counter() - t0
     work = HERE / "cache" / "work"
     nifti = bench_nifti(cache, table, work, args.cores, repeats)
+    qc_s = bench_qc(cache, table, work, args.cores)
     dicom = bench_dicom(cache, table, work, args.cores, repeats)
+    compared = bench_tools(cache, table, work, args.cores, repeats, work / f"bidsport{repeats - 1}" / "out") if tools else {}
     planning = bench_planning(cache, table, work, sizes)
+    scaled = bench_scale(work, scale, args.cores) if scale else None
     med = statistics.median
+    reflink = "supported" if reflink_supported(work) else "not supported on this filesystem: falls back to a copy"
     lines = [
         "# bidsport benchmark results",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB; Python {platform.python_version()}; "
-        f"bidsport {__version__}; dcm2niix {version(find_dcm2niix())}. Load average at start: {os.getloadavg()[0]:.2f}.",
+        f"bidsport {__version__}; dcm2niix {version(find_dcm2niix())} (`{find_dcm2niix()}`). Load average at start: {load:.2f}.",
         f"Cohort: {subjects} subjects × (T1w 176×{size}×{size}, BOLD 40×24 slices, DWI 31×24 slices) = {3 * subjects} series "
-        f"(generated/cached in {gen_s:.0f} s). {repeats} repeat(s), --cores {args.cores}; median (min–max).",
+        f"(generated/cached in {gen_s:.0f} s). {repeats} repeat(s), --cores {args.cores}; median (min–max). "
+        "Every bidsport figure is a full `snakemake` run from a clean output folder (start-up, planning "
+        "checkpoint, series jobs, dataset files), with the default config (qc_snapshots off).",
         "",
-        "| figure | bidsport | baseline | ratio (bidsport / baseline) |",
-        "|---|---|---|---|",
-        f"| NIfTI export vs `xargs -P {args.cores} dcm2niix` | {median_range(nifti['ours'])} | {median_range(nifti['base'])} | **{med(nifti['ours']) / med(nifti['base']):.2f}×** |",
-        f"| DICOM export (copy) vs `cp -r` | {median_range(dicom['copy'])} | {median_range(dicom['cp'])} | **{med(dicom['copy']) / med(dicom['cp']):.2f}×** |",
-        f"| DICOM export (hardlink) vs `cp -r` | {median_range(dicom['hardlink'])} | {median_range(dicom['cp'])} | **{med(dicom['hardlink']) / med(dicom['cp']):.2f}×** |",
-        "",
-        "| series in table | planning (checkpoint job) | dry run of every series job |",
-        "|---|---|---|",
+        "| figure | bidsport | baseline | ratio (bidsport / baseline) | target | |",
+        "|---|---|---|---|---|---|",
+        _ratio_row(f"NIfTI export vs `xargs -P {args.cores} dcm2niix`", nifti["ours"], nifti["base"], "≤ 1.15×",
+                   med(nifti["ours"]) <= 1.15 * med(nifti["base"])),  # fmt: skip
+        _ratio_row("DICOM export (copy) vs `cp -r`", dicom["copy"], dicom["cp"], "≤ 1.1×", med(dicom["copy"]) <= 1.1 * med(dicom["cp"])),
+        _ratio_row("DICOM export (hardlink) vs `cp -r`", dicom["hardlink"], dicom["cp"], "≤ 0.1× (10× faster)",
+                   med(dicom["hardlink"]) <= 0.1 * med(dicom["cp"])),  # fmt: skip
+        _ratio_row(f"DICOM export (reflink: {reflink}) vs `cp -r`", dicom["reflink"], dicom["cp"], "—", True).replace("| met |", "| — |"),
+        f"| NIfTI export with visual QC (`qc_snapshots: true`) vs without | {qc_s:.2f} s | {med(nifti['ours']):.2f} s | "
+        f"**{qc_s / med(nifti['ours']):.2f}×** | — | — |",
     ]
-    lines += [f"| {n:,} | {v['plan']:.1f} s | {v['dry']:.1f} s |" for n, v in planning.items()]
+    for name in tools:
+        r = compared[name]
+        lines.append(_ratio_row(f"NIfTI export vs {name} {r['version']} (one process per subject, {args.cores} at once)",
+                                nifti["ours"], r["times"], "< 1× (faster)", med(nifti["ours"]) < med(r["times"])))  # fmt: skip
+    if compared:
+        lines += ["", "| tool | BIDS validator errors | same file names as bidsport | first issues | install (not timed) |", "|---|---|---|---|---|"]
+        lines.append(f"| bidsport | {compared['bidsport']['errors']} | — | — | — |")
+        for name in tools:
+            r = compared[name]
+            lines.append(f"| {name} {r['version']} | {r['errors']} | {'yes' if r['same_names'] else 'NO'} | {r['issues'] or '—'} | {r['install']:.0f} s |")
+    lines += [
+        "",
+        "| series in table | planning (checkpoint job) | dry run of every series job | peak memory of the dry run |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {n:,} | {v['plan']:.1f} s | {v['dry']:.1f} s | {v['dry_mb']:.0f} MiB |" for n, v in planning.items()]
+    if scaled:
+        n = scaled["series"]
+        lines += [
+            "",
+            f"Scale: a real NIfTI export of {n:,} tiny series (2-slice 16×16 images, {n // 3:,} subjects; cohort made in "
+            f"{scaled['generate']:.0f} s), then the same command again. Peak memory is the Snakemake process's own.",
+            "",
+            "| run | wall time | per series | peak memory | target |",
+            "|---|---|---|---|---|",
+            f"| first export ({scaled['images']:,} images) | {scaled['export']:.1f} s | {1000 * scaled['export'] / n:.0f} ms | {scaled['export_mb']:.0f} MiB | — |",
+            f"| no-op re-run | {scaled['noop']:.1f} s | {1000 * scaled['noop'] / n:.1f} ms | {scaled['noop_mb']:.0f} MiB | ≤ 60 s: {'met' if scaled['noop'] <= 60 else 'missed'} |",
+            f"| dry run (`-n`) | {scaled['dry']:.1f} s | {1000 * scaled['dry'] / n:.1f} ms | {scaled['dry_mb']:.0f} MiB | ≤ 60 s: {'met' if scaled['dry'] <= 60 else 'missed'} |",
+        ]
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.quick:

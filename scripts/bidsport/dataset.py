@@ -12,11 +12,12 @@ import csv
 import fnmatch
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pandas as pd
 
-from . import __version__, bids_schema, fieldmaps
+from . import __version__, bids_schema, fieldmaps, table
 from .export_series import STATE_DIR, inside
 from .fsutil import write_if_changed
 from .plan import _tsv
@@ -38,6 +39,13 @@ PARTICIPANT_DESCRIPTIONS = {
     "sex": "Sex of the participant as reported by the site.",
     "group": "Study group of the participant.",
     "handedness": "Handedness of the participant.",
+}
+SESSION_DESCRIPTIONS = {
+    "session_id": "Session label (ses-<label>), from the series table's session_id (else its study_date).",
+    "acq_time": "Acquisition time of the session's first exported series.",
+    "age": "Age of the participant at this session.",
+    "scanner": "Scanner the session was acquired on.",
+    "visit": "Study visit of this session.",
 }
 
 
@@ -169,9 +177,12 @@ def finalize(
         for leftover in scratch.iterdir():
             shutil.rmtree(leftover, ignore_errors=True)
     if bids_tree:
+        # The optional tables are read and checked first: a bad one fails the step before any file changes.
+        links = _fieldmap_links(cfg, plan, excluded_tsv)
+        sessions = _sessions_table(cfg, plan)
         _fill_phasediff_echo_times(output_dir, dataset_files)
-        _link_fieldmaps(output_dir, plan, by_key, cfg)
-        _write_sessions(output_dir, plan)
+        _link_fieldmaps(output_dir, plan, by_key, cfg, links)
+        _write_sessions(output_dir, plan, sessions)
         _write_dataset_description(output_dir, cfg, dcm2niix_version)
         _write_participants(output_dir, plan, subjects)
         _write_scans(output_dir, plan, by_key)
@@ -263,15 +274,49 @@ def _update_sidecar(path: Path, set_keys: dict, drop_keys: tuple[str, ...] = ())
         write_if_changed(path, json.dumps(new, indent=2) + "\n")
 
 
-def _link_fieldmaps(output_dir: Path, plan: list[dict], by_key: dict, cfg: dict) -> None:
+def _warn(message: str) -> None:
+    print(f"bidsport: warning: {message}", file=sys.stderr)
+
+
+def _fieldmap_links(cfg: dict, plan: list[dict], excluded_tsv: Path) -> list[fieldmaps.LinkOverride]:
+    """The links table (``fieldmap_links_table``), checked against the plan; raises TableError."""
+    path = fieldmaps.table_path(cfg, "fieldmap_links_table")
+    if not path:
+        return []
+    return fieldmaps.check_links_table(path, plan, read_tsv(excluded_tsv))
+
+
+def _link_fieldmaps(output_dir: Path, plan: list[dict], by_key: dict, cfg: dict, links: list | tuple = ()) -> None:
     """B0FieldIdentifier / B0FieldSource (+ IntendedFor) from the final names."""
     images = []
+    files_of: dict[tuple[str, int], list[str]] = {}  # (uid, stack) -> raw NIfTI files
     for row in plan:
         for f in by_key.get(row["key"], {}).get("files", []):
             if f["path"].endswith(NIFTI_EXTS) and is_raw_file(f["path"]):
                 images.append(fieldmaps.Image(f["path"], _acq_seconds(row)))
+                files_of.setdefault((row["series_instance_uid"], int(row.get("stack_index") or 0)), []).append(f["path"])
+    overrides: dict[str, str | None] = {}
+    links_path = fieldmaps.table_path(cfg, "fieldmap_links_table")
+    for link in sorted(links, key=lambda x: x.stack_index is not None):  # a given stack wins over "every stack"
+        fmap = None
+        if link.fieldmap_uid:
+            fmap_files = sorted(p for (uid, _), paths in files_of.items() if uid == link.fieldmap_uid for p in paths if fieldmaps.is_fieldmap_file(p))
+            if not fmap_files:
+                _warn(f"{links_path}:{link.line}: fieldmap series {link.fieldmap_uid} has no exported image (failed?); "
+                      f"series {link.series_instance_uid} gets no B0FieldSource until it has")  # fmt: skip
+            fmap = fmap_files[0] if fmap_files else None
+        for (uid, stack), paths in files_of.items():
+            if uid == link.series_instance_uid and (link.stack_index is None or stack == link.stack_index):
+                overrides.update(dict.fromkeys(paths, fmap))
     targets = tuple(cfg.get("fieldmap_targets") or ("func", "dwi"))
-    identifiers, sources = fieldmaps.link_fieldmaps(images, targets)
+    gap = cfg.get("fieldmap_max_gap_minutes")
+    identifiers, sources = fieldmaps.link_fieldmaps(
+        images,
+        targets,
+        matching=cfg.get("fieldmap_matching") or "closest_before",
+        max_gap=None if gap is None else float(gap) * 60,
+        overrides=overrides,
+    )
     intended: dict[str, list[str]] = {}
     for target, ident in sources.items():
         intended.setdefault(ident, []).append(f"bids::{target}")
@@ -292,8 +337,30 @@ def _sidecar_of(nifti: str) -> str:
     return nifti[: -len(".nii.gz")] + ".json" if nifti.endswith(".nii.gz") else nifti[: -len(".nii")] + ".json"
 
 
-def _write_sessions(output_dir: Path, plan: list[dict]) -> None:
-    """``sub-X/sub-X_sessions.tsv``: session_id and the session's first acquisition."""
+def _sessions_table(cfg: dict, plan: list[dict]):
+    """The sessions table (``sessions_table``); rows naming no exported session are a warning."""
+    frame = table.load_sessions_table(fieldmaps.table_path(cfg, "sessions_table"))
+    if frame is None:
+        return None
+    exported = {(row["subject_code"], row["session"]) for row in plan if row.get("session")}
+    unknown = [r for r in frame.to_dict("records") if (r["subject_code"], r["_session"]) not in exported]
+    if unknown:
+        shown = ", ".join(f"line {r['_line']} ({r['subject_code']}, {r['session_id']})" for r in unknown[:10])
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        _warn(f"sessions_table {fieldmaps.table_path(cfg, 'sessions_table')}: {len(unknown)} row(s) match no exported "
+              f"session and are ignored: {shown}{more}")  # fmt: skip
+    return frame
+
+
+def _write_sessions(output_dir: Path, plan: list[dict], sessions: pd.DataFrame | None = None) -> None:
+    """``sub-X/sub-X_sessions.tsv``: session_id, the session's first acquisition and
+    the sessions table's columns (n/a where it has none); ``sessions.json`` describes them."""
+    extra_cols: list[str] = []
+    extra: dict[tuple[str, str], dict] = {}
+    if sessions is not None:
+        extra_cols = [c for c in sessions.columns if not c.startswith("_") and c not in ("subject_code", "session_id")]
+        extra = {(r["subject_code"], r["_session"]): r for r in sessions.to_dict("records")}
+    code_of = {row["subject"]: row["subject_code"] for row in plan}
     first: dict[str, dict[str, tuple]] = {}
     for row in plan:
         if not row.get("session"):
@@ -302,9 +369,18 @@ def _write_sessions(output_dir: Path, plan: list[dict]) -> None:
         current = first.setdefault(row["subject"], {}).get(row["session"])
         if current is None or seconds < current[0]:
             first[row["subject"]][row["session"]] = (seconds, acq_time(row.get("study_date", ""), row.get("series_time", "")))
-    for subject, sessions in first.items():
-        rows = [{"session_id": f"ses-{s}", "acq_time": v[1]} for s, v in sorted(sessions.items())]
-        write_if_changed(inside(output_dir, f"sub-{subject}/sub-{subject}_sessions.tsv"), _tsv(rows, ["session_id", "acq_time"]))
+    columns = ["session_id", "acq_time", *extra_cols]
+    for subject, by_session in first.items():
+        rows = []
+        for s, v in sorted(by_session.items()):
+            info = extra.get((code_of[subject], s), {})
+            rows.append({"session_id": f"ses-{s}", "acq_time": v[1], **{c: (info.get(c) or "n/a") for c in extra_cols}})
+        write_if_changed(inside(output_dir, f"sub-{subject}/sub-{subject}_sessions.tsv"), _tsv(rows, columns))
+    if first:
+        sidecar = {c: {"Description": SESSION_DESCRIPTIONS.get(c, f"{c}, as given in the sessions table.")} for c in columns}
+        if "age" in sidecar:
+            sidecar["age"]["Units"] = "year"
+        write_if_changed(output_dir / "sessions.json", json.dumps(sidecar, indent=2) + "\n")
 
 
 def _fill_phasediff_echo_times(output_dir: Path, files: list[str]) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import naming
+from . import fieldmaps, naming
 from .fsutil import write_if_changed
 from .labels import sanitize_label
 from .table import TableError, parse_date, parse_time, resolve_dicom_path
@@ -330,6 +330,7 @@ def build_plan(
             info = sessions.setdefault((e.subject, e.session), {"study_date": e.study_date, "times": []})
             if e.series_time:
                 info["times"].append(e.series_time)
+    fieldmaps.check_plan_links(cfg, entries, excluded)  # a bad fieldmap_links_table stops here, before any export
     return Plan(entries=entries, excluded=excluded, subjects=labels, fallbacks=fallbacks, sessions=sessions)
 
 

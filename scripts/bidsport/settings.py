@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-PATH_KEYS = ("series_table", "subjects_table", "subject_identifiers_table", "dicom_root", "output_dir")
+PATH_KEYS = (
+    "series_table", "subjects_table", "subject_identifiers_table", "fieldmap_links_table", "sessions_table",
+    "dicom_root", "output_dir",
+)  # fmt: skip
 # Keys whose value changes the plan (names, filters, formats, overwrite behaviour).
 PLANNING_KEYS = (
     "output_mode", "layout", "include_intents", "exclude_intents", "include_provenance",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -230,4 +231,107 @@ def load_identifiers_table(path: str | os.PathLike | None) -> pd.DataFrame | Non
     missing = [c for c in ("subject_code", "id_type", "other_identifier") if c not in frame.columns]
     if missing:
         raise TableError([f"{path}: missing required column {c!r}" for c in missing])
+    return frame
+
+
+LINK_COLUMNS = ("series_instance_uid", "fieldmap_series_instance_uid")
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+def _read_or_fail(path: str | os.PathLike) -> pd.DataFrame:
+    try:
+        return read_table(path)
+    except TableError:
+        raise
+    except Exception as exc:  # pandas/pyarrow parse errors: keep the message, name the file
+        raise TableError([f"{path}: cannot read the table: {exc}"]) from exc
+
+
+def load_fieldmap_links_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Per-lab fieldmap overrides: ``series_instance_uid`` (the target series),
+    ``fieldmap_series_instance_uid`` (empty: no fieldmap), optional ``stack_index``
+    (empty or absent: every stack). Checks against the plan: fieldmaps.check_links."""
+    frame = _read_or_fail(path)
+    columns = [c for c in frame.columns if c != "_line"]
+    missing = [c for c in LINK_COLUMNS if c not in columns]
+    unknown = [c for c in columns if c not in (*LINK_COLUMNS, "stack_index")]
+    if missing or unknown:
+        expected = ", ".join(LINK_COLUMNS) + " and optionally stack_index"
+        raise TableError(
+            [f"{path}: missing required column {c!r}" for c in missing]
+            + [f"{path}: unknown column {c!r} (a fieldmap links table has the columns {expected})" for c in unknown]
+        )
+    if "stack_index" not in frame.columns:
+        frame["stack_index"] = ""
+    problems: list[str] = []
+    first: dict[tuple[str, str], int] = {}
+    for r in frame.to_dict("records"):
+        at = f"{path}:{r['_line']}"
+        uid, fmap, stack = r["series_instance_uid"], r["fieldmap_series_instance_uid"], r["stack_index"]
+        if not uid:
+            problems.append(f"{at}: column 'series_instance_uid': required value is empty")
+        elif not _UID.match(uid):
+            problems.append(f"{at}: column 'series_instance_uid': {uid!r} is not a DICOM UID")
+        if fmap and not _UID.match(fmap):
+            problems.append(f"{at}: column 'fieldmap_series_instance_uid': {fmap!r} is not a DICOM UID (leave it empty for no fieldmap)")
+        if stack and not stack.isdigit():
+            problems.append(f"{at}: column 'stack_index': {stack!r} is not an integer >= 0")
+        key = (uid, str(int(stack)) if stack.isdigit() else stack)
+        if uid and key in first:
+            what = f"series {uid}" + (f" stack {stack}" if stack else "")
+            problems.append(f"{at}: column 'series_instance_uid': {what} is listed twice, first on line {first[key]}")
+        first.setdefault(key, r["_line"])
+    if problems:
+        raise TableError(problems)
+    return frame
+
+
+SESSION_RESERVED = ("acq_time",)
+
+
+def load_sessions_table(path: str | os.PathLike | None) -> pd.DataFrame | None:
+    """Optional sessions table: ``subject_code``, ``session_id`` (as in the series
+    table) + columns for sessions.tsv. Adds ``_session``, the BIDS session label;
+    two rows on one (subject_code, label) are an error naming both lines."""
+    if not path:
+        return None
+    frame = _read_or_fail(path)
+    missing = [c for c in ("subject_code", "session_id") if c not in frame.columns]
+    reserved = [c for c in SESSION_RESERVED if c in frame.columns]
+    if missing or reserved:
+        raise TableError(
+            [f"{path}: missing required column {c!r}" for c in missing]
+            + [f"{path}: column {c!r} is written by bidsport (from the series table); rename it" for c in reserved]
+        )
+    problems: list[str] = []
+    labels: list[str] = []
+    first: dict[tuple[str, str], tuple[int, str]] = {}
+    for r in frame.to_dict("records"):
+        at = f"{path}:{r['_line']}"
+        label = ""
+        for column in ("subject_code", "session_id"):
+            if not r[column]:
+                problems.append(f"{at}: column {column!r}: required value is empty")
+        if r["session_id"]:
+            try:
+                label = sanitize_label(r["session_id"])
+            except LabelError as exc:
+                problems.append(f"{at}: column 'session_id': {exc}")
+        labels.append(label)
+        if r["subject_code"] and label:
+            key = (r["subject_code"], label)
+            if key in first:
+                line, raw = first[key]
+                if raw == r["session_id"]:
+                    problems.append(f"{at}: duplicate (subject_code, session_id) = ({r['subject_code']!r}, {raw!r}), first on line {line}")
+                else:
+                    problems.append(
+                        f"{at}: column 'session_id': {r['session_id']!r} and {raw!r} (line {line}) both become "
+                        f"ses-{label} for subject_code {r['subject_code']!r}"
+                    )
+            else:
+                first[key] = (r["_line"], r["session_id"])
+    if problems:
+        raise TableError(problems)
+    frame.insert(1, "_session", labels)
     return frame

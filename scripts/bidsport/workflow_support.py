@@ -53,7 +53,9 @@ def clean_token(cfg: dict) -> str | None:
 
 
 def table_inputs(cfg: dict) -> list[str]:
-    return [cfg[k] for k in ("series_table", "subjects_table", "subject_identifiers_table") if cfg.get(k)]
+    """Tables the planning checkpoint reads (an edit re-plans; specs change only if names do)."""
+    keys = ("series_table", "subjects_table", "subject_identifiers_table", "fieldmap_links_table")
+    return [cfg[k] for k in keys if cfg.get(k)]
 
 
 def dataset_outputs(cfg: dict, out: Path) -> list[str]:

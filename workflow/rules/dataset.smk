@@ -6,6 +6,8 @@ rule dataset_files:
         plan=CODE / "plan.tsv",
         excluded=STATE / "excluded.tsv",
         manifests=series_manifests,
+        # optional tables the step reads (an edit re-runs it)
+        tables=[CFG[k] for k in ("fieldmap_links_table", "sessions_table") if CFG[k]],
     output:
         report=CODE / "export_report.tsv",
         files=workflow_support.dataset_outputs(CFG, OUT),
@@ -16,7 +18,12 @@ rule dataset_files:
         ENV
     params:
         dcm2niix_version=DCM2NIIX_VERSION,
-        fieldmaps=[CFG["fieldmap_targets"], CFG["fieldmap_intended_for"]],
+        fieldmaps=[
+            CFG["fieldmap_targets"],
+            CFG["fieldmap_intended_for"],
+            CFG["fieldmap_matching"],
+            CFG["fieldmap_max_gap_minutes"],
+        ],
     script:
         "../../scripts/rule_dataset.py"
 
