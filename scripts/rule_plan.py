@@ -4,7 +4,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from bidsport import safety, table
+from bidsport import bids_schema, safety, table
 from bidsport.plan import NothingToExport, build_plan, write_plan
 from bidsport.settings import resolve_paths
 
@@ -29,6 +29,7 @@ try:
         removed = safety.clean_output(out, Path(cfg["dicom_root"]), keep=(".bidsport/lock", ".bidsport/logs"))
         print(f"overwrite: clean removed {len(removed)} entr(y/ies) from {out}", file=log)
     changed = write_plan(plan, Path(snakemake.output.plan), state / "specs", Path(snakemake.output.excluded), cfg["overwrite"])
+    bids_schema.write_facts(state / bids_schema.FACTS_FILE)  # the series jobs read these
     msg = f"planned {len(plan.entries)} series ({changed} spec(s) changed), excluded {len(plan.excluded)}"
     if plan.fallbacks:
         msg += f"; no {cfg['subject_identifier_source']} identifier, named by subject_code: {', '.join(plan.fallbacks)}"

@@ -7,21 +7,78 @@ with ``bidsschematools``, so bidsport follows the specification it ships with.
 
 from __future__ import annotations
 
+import json
+import os
 from functools import lru_cache
 
-from bidsschematools import schema as _schema
+# The few schema facts a per-series job needs, saved by the planning step: loading
+# the schema costs ~50 ms, which thousands of short series jobs would each pay.
+FACTS_FILE = "schema_facts.json"
+_facts: dict | None = None
 
 
 @lru_cache(maxsize=1)
 def _loaded():
+    from bidsschematools import schema as _schema
+
     return _schema.load_schema()
 
 
-@lru_cache(maxsize=1)
+def use_facts(path: str | os.PathLike) -> bool:
+    """Answer entity_order/sidecar_required_rules from a facts file (if readable)."""
+    global _facts
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+        _facts = {"entity_order": tuple(data["entity_order"]),
+                  "sidecar_required": [(list(sel), list(req)) for sel, req in data["sidecar_required"]]}  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError):
+        _facts = None
+    return _facts is not None
+
+
+def write_facts(path: str | os.PathLike) -> bool:
+    """Save the facts the series jobs need (only rewritten when they change)."""
+    from .fsutil import write_if_changed
+
+    data = {"bids_version": bids_version(), "entity_order": list(entity_order()), "sidecar_required": sidecar_required_rules()}
+    return write_if_changed(path, json.dumps(data, indent=1) + "\n")
+
+
 def entity_order() -> tuple[str, ...]:
     """Short entity names (``sub``, ``ses``, ``task``, ``acq`` …) in filename order."""
+    if _facts is not None:
+        return _facts["entity_order"]
+    return _entity_order_from_schema()
+
+
+@lru_cache(maxsize=1)
+def _entity_order_from_schema() -> tuple[str, ...]:
     s = _loaded()
     return tuple(s.objects.entities[name].name for name in s.rules.entities)
+
+
+def sidecar_required_rules() -> list[tuple[list[str], list[str]]]:
+    """(selectors, required metadata keys) for every MRI sidecar rule with required keys."""
+    if _facts is not None:
+        return _facts["sidecar_required"]
+    return _sidecar_rules_from_schema()
+
+
+@lru_cache(maxsize=1)
+def _sidecar_rules_from_schema() -> list[tuple[list[str], list[str]]]:
+    s = _loaded()
+    out = []
+    for group in ("func", "fmap", "dwi", "anat", "perf", "mri"):
+        for rule in s.rules.sidecars.get(group, {}).values():
+            required = [
+                s.objects.metadata[name].name
+                for name, level in dict(rule.fields).items()
+                if (level if isinstance(level, str) else level.get("level")) == "required"
+            ]
+            if required:
+                out.append((list(rule.selectors), required))
+    return out
 
 
 @lru_cache(maxsize=1)

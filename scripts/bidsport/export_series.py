@@ -23,11 +23,10 @@ import shutil
 import sys
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import dcm2niix as d2n
-from . import naming, sidecars
+from . import bids_schema, naming, sidecars
 from .dicom_scan import scan_series
 from .fsutil import write_if_changed
 
@@ -173,7 +172,10 @@ def copy_files(files: list[Path], dest: Path, method: str, workers: int) -> None
         shutil.copyfile(src, dst)
         shutil.copymode(src, dst)
 
-    if workers > 1 and len(jobs) > 8:
+    # Threads help real copies (I/O waits); links and clones are metadata-only.
+    if workers > 1 and len(jobs) > 8 and method == "copy":
+        from concurrent.futures import ThreadPoolExecutor  # only copies need threads
+
         with ThreadPoolExecutor(max_workers=workers) as pool:
             list(pool.map(one, jobs))
     else:
@@ -363,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     spec_path, part, manifest_path, output_dir = Path(argv[0]), argv[1], Path(argv[2]), Path(argv[3])
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    bids_schema.use_facts(output_dir / STATE_DIR / bids_schema.FACTS_FILE)  # else: load the schema
     timeout = float(os.environ.get("BIDSPORT_TIMEOUT", "0")) or None
     manifest = export(
         spec,

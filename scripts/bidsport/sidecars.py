@@ -10,32 +10,14 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
 from pathlib import Path
 
-from bidsschematools import schema as _schema
+from . import bids_schema
 
 _SIMPLE = {
     "datatype": re.compile(r'^datatype == "(\w+)"$'),
     "suffix": re.compile(r'^suffix == "(\w+)"$'),
 }
-
-
-@lru_cache(maxsize=1)
-def _required_rules() -> list[tuple[list[str], list[str]]]:
-    """(selectors, required metadata keys) for every MRI sidecar rule with required keys."""
-    s = _schema.load_schema()
-    out = []
-    for group in ("func", "fmap", "dwi", "anat", "perf", "mri"):
-        for rule in s.rules.sidecars.get(group, {}).values():
-            required = [
-                s.objects.metadata[name].name
-                for name, level in dict(rule.fields).items()
-                if (level if isinstance(level, str) else level.get("level")) == "required"
-            ]
-            if required:
-                out.append((list(rule.selectors), required))
-    return out
 
 
 def _selector_true(selector: str, datatype: str, suffix: str, sidecar: dict) -> bool | None:
@@ -60,7 +42,7 @@ def missing_required(datatype: str, suffix: str, sidecar: dict) -> list[str]:
     """Required keys the sidecar lacks; alternatives read ``A or B``."""
     missing: list[str] = []
     alternatives: dict[str, str] = {}
-    for selectors, required in _required_rules():
+    for selectors, required in bids_schema.sidecar_required_rules():
         verdicts = [_selector_true(s, datatype, suffix, sidecar) for s in selectors]
         if None in verdicts or not all(verdicts):
             continue
