@@ -19,7 +19,7 @@ from pathlib import Path
 STATE_DIR = ".bidsport"
 # Top-level names a bidsport export (BIDS or flat) may hold.
 EXPORT_NAMES = {
-    "dataset_description.json", "participants.tsv", "participants.json", "README", "README.md",
+    "dataset_description.json", "participants.tsv", "participants.json", "sessions.json", "README", "README.md",
     "CHANGES", ".bidsignore", STATE_DIR, "code", "sourcedata",
 }  # fmt: skip
 
