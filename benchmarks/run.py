@@ -265,12 +265,21 @@ def main() -> int:
     table = make_cohort(cache, subjects, size)
     gen_s = time.perf_counter() - t0
     work = HERE / "cache" / "work"
+    def progress(name: str, value) -> None:  # a long run shows its figures as they come
+        print(f"[bench] {name}: {value}", file=sys.stderr, flush=True)
+
     nifti = bench_nifti(cache, table, work, args.cores, repeats)
+    progress("nifti", nifti)
     qc_s = bench_qc(cache, table, work, args.cores)
+    progress("qc", qc_s)
     dicom = bench_dicom(cache, table, work, args.cores, repeats)
+    progress("dicom", dicom)
     compared = bench_tools(cache, table, work, args.cores, repeats, work / f"bidsport{repeats - 1}" / "out") if tools else {}
+    progress("tools", {k: v.get("times") for k, v in compared.items()})
     planning = bench_planning(cache, table, work, sizes)
+    progress("planning", planning)
     scaled = bench_scale(work, scale, args.cores) if scale else None
+    progress("scale", scaled)
     med = statistics.median
     reflink = "supported" if reflink_supported(work) else "not supported on this filesystem: falls back to a copy"
     lines = [
