@@ -170,6 +170,22 @@ def print_summary(report: Path) -> None:
         print(summary(Path(report))[0], file=sys.stderr)
 
 
+def cancel_pending_timers() -> int:
+    """Cancel the re-scheduling timers left when the run is over.
+
+    Snakemake's job rate limiter (``--max-jobs-per-timespan``, at least 1 s, cannot
+    be turned off) starts a non-daemon ``threading.Timer`` after each scheduling
+    round; the interpreter then waits up to a second for the last one before it
+    exits. Called from onsuccess/onerror, when no scheduling round can follow.
+    """
+    import threading
+
+    pending = [t for t in threading.enumerate() if isinstance(t, threading.Timer)]
+    for timer in pending:
+        timer.cancel()
+    return len(pending)
+
+
 def status(report: Path, ok_file: Path) -> int:
     text, failed = summary(report)
     print(text)

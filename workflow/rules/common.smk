@@ -66,7 +66,9 @@ def series_manifests(wildcards):
 # A short summary at the end of every run, whether it succeeded or not.
 onsuccess:
     workflow_support.print_summary(CODE / "export_report.tsv")
+    workflow_support.cancel_pending_timers()  # exit now, not a second later
 
 
 onerror:
     workflow_support.print_summary(CODE / "export_report.tsv")
+    workflow_support.cancel_pending_timers()
