@@ -63,6 +63,52 @@ def series_manifests(wildcards):
     return workflow_support.manifest_paths(checkpoints.plan.get().output.plan, STATE)
 
 
+# Visual QC (rules/qc.smk): one job per subject with NIfTI series.
+def qc_rows(wildcards):
+    """The subject's plan rows: a tracked param, so a re-classification re-draws."""
+    plan = checkpoints.plan.get().output.plan
+    return workflow_support.nifti_rows_by_subject(plan).get(wildcards.subject, [])
+
+
+def qc_manifests(wildcards):
+    return [
+        str(STATE / "done" / f"{row['key']}.nifti.json") for row in qc_rows(wildcards)
+    ]
+
+
+def qc_subcategory(wildcards, output):
+    labels = qc.read_index(output.snapshots).get(wildcards.image, {})
+    return (
+        f"ses-{labels['session']} images"
+        if labels.get("session", "—") != "—"
+        else "images"
+    )
+
+
+def qc_labels(wildcards, output):
+    labels = qc.read_index(output.snapshots).get(wildcards.image, {})
+    shown = (
+        "destination",
+        "intent",
+        "classification",
+        "provenance",
+        "series",
+        "acquired",
+        "shape",
+        "source",
+    )
+    return {name: str(labels.get(name, "")) for name in shown}
+
+
+def qc_targets(wildcards):
+    """Every subject's QC page, when QC is on and the export writes NIfTI."""
+    if not (CFG["qc_snapshots"] and settings.wants_nifti(CFG)):
+        return []
+    plan = checkpoints.plan.get().output.plan
+    subjects = sorted(workflow_support.nifti_rows_by_subject(plan))
+    return [str(STATE / "qc" / f"sub-{s}" / "summary.html") for s in subjects]
+
+
 # A short summary at the end of every run, whether it succeeded or not.
 onsuccess:
     workflow_support.print_summary(CODE / "export_report.tsv")
