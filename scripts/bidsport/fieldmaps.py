@@ -235,12 +235,7 @@ def check_plan_links(cfg: dict, plan_rows: list, excluded_rows: list[dict] = ())
 
 
 def table_path(cfg: dict, key: str) -> str | None:
-    """A configured table path, resolved like settings.resolve_paths (against the
-    working directory, i.e. ``snakemake -d``) in case the key is not in PATH_KEYS."""
-    from pathlib import Path
+    """A configured table's absolute path (also for a config not yet resolved)."""
+    from .settings import resolve_paths
 
-    value = cfg.get(key)
-    if not value:
-        return None
-    p = Path(str(value)).expanduser()
-    return str(p if p.is_absolute() else p.absolute())
+    return resolve_paths({key: cfg[key]})[key] if cfg.get(key) else None

@@ -12,7 +12,6 @@ import html
 import io
 import json
 import os
-import sys
 from pathlib import Path
 
 PANEL_HEIGHT = 220  # pixels; every panel is scaled to this height
@@ -231,23 +230,3 @@ def read_index(snapshot_dir: str | os.PathLike) -> dict:
         return json.loads((Path(snapshot_dir) / "index.json").read_text())
     except (OSError, ValueError):
         return {}
-
-
-def main(argv: list[str]) -> int:
-    """python -m bidsport.qc PLAN_TSV SUBJECT OUTPUT_DIR DICOM_ROOT SNAPSHOT_DIR SUMMARY_HTML"""
-    import csv
-
-    plan_tsv, subject, output_dir, dicom_root, snapshot_dir, summary = argv
-    with open(plan_tsv, newline="", encoding="utf-8") as fh:
-        rows = [
-            r for r in csv.DictReader(fh, delimiter="\t")
-            if r["subject"] == subject and any(f.startswith("nii") for f in r["formats"].split(","))
-        ]  # fmt: skip
-    state_dir = Path(output_dir) / ".bidsport"
-    result = subject_qc(rows, Path(output_dir), state_dir, Path(snapshot_dir), Path(summary), Path(dicom_root).absolute())
-    print(f"sub-{subject}: {result['images']} snapshot(s), {result['problems']} image(s) could not be read")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))

@@ -10,6 +10,7 @@ import csv
 import json
 import os
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 from . import dcm2niix as d2n
@@ -65,42 +66,46 @@ def dataset_outputs(cfg: dict, out: Path) -> list[str]:
     return [str(out / n) for n in ("dataset_description.json", "participants.tsv", "participants.json", ".bidsignore")]
 
 
+def _has_nifti(row: dict) -> bool:
+    return any(f in ("nii", "nii.gz") for f in row["formats"].split(","))
+
+
 def read_plan_parts(plan_tsv: str | os.PathLike) -> list[tuple[str, str]]:
     """(key, part) of every per-series job in the plan."""
     parts = []
-    with open(plan_tsv, encoding="utf-8", newline="") as fh:
-        for row in csv.DictReader(fh, delimiter="\t"):
-            formats = row["formats"].split(",")
-            if any(f in ("nii", "nii.gz") for f in formats):
-                parts.append((row["key"], "nifti"))
-            if "dcm" in formats:
-                parts.append((row["key"], "dicom"))
+    for row in plan_rows(plan_tsv):
+        if _has_nifti(row):
+            parts.append((row["key"], "nifti"))
+        if "dcm" in row["formats"].split(","):
+            parts.append((row["key"], "dicom"))
     return parts
 
 
-_PLAN_CACHE: dict = {}
-
-
-def plan_rows(plan_tsv: str | os.PathLike) -> list[dict]:
-    """plan.tsv as dicts, read once per change (input functions call this per job)."""
+def plan_rows(plan_tsv: str | os.PathLike) -> tuple[dict, ...]:
+    """plan.tsv as dicts, read once per version (input functions call this per job)."""
     path = Path(plan_tsv)
-    stamp = path.stat().st_mtime_ns
-    cached = _PLAN_CACHE.get(path)
-    if cached is None or cached[0] != stamp:
-        with open(path, encoding="utf-8", newline="") as fh:
-            rows = list(csv.DictReader(fh, delimiter="\t"))
-        by_subject: dict[str, list[dict]] = {}
-        for row in rows:
-            if any(f in ("nii", "nii.gz") for f in row["formats"].split(",")):
-                by_subject.setdefault(row["subject"], []).append(row)
-        cached = _PLAN_CACHE[path] = (stamp, rows, by_subject)
-    return cached[1]
+    return _plan_rows(str(path), path.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=2)
+def _plan_rows(path: str, _version: int) -> tuple[dict, ...]:
+    with open(path, encoding="utf-8", newline="") as fh:
+        return tuple(csv.DictReader(fh, delimiter="\t"))
 
 
 def nifti_rows_by_subject(plan_tsv: str | os.PathLike) -> dict[str, list[dict]]:
     """Subject label -> plan rows of its series that have a NIfTI part (QC jobs)."""
-    plan_rows(plan_tsv)
-    return _PLAN_CACHE[Path(plan_tsv)][2]
+    path = Path(plan_tsv)
+    return _nifti_rows_by_subject(str(path), path.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=2)
+def _nifti_rows_by_subject(path: str, version: int) -> dict[str, list[dict]]:
+    by_subject: dict[str, list[dict]] = {}
+    for row in _plan_rows(path, version):
+        if _has_nifti(row):
+            by_subject.setdefault(row["subject"], []).append(row)
+    return by_subject
 
 
 def manifest_is_current(path: Path, output_dir: Path) -> bool:
