@@ -225,11 +225,10 @@ def check_links_table(path: str | os.PathLike, plan_rows: list[dict], excluded_r
     return links
 
 
-def check_plan_links(cfg: dict, plan_rows: list, excluded_rows: list[dict] = ()) -> None:
-    """The planning checkpoint's early check (a no-op without a links table or BIDS NIfTI tree)."""
-    mode = cfg.get("output_mode", "nii.gz")
-    formats = [mode] if isinstance(mode, str) else list(mode)
-    if cfg.get("fieldmap_links_table") and cfg.get("layout", "bids") == "bids" and any(f in ("nii", "nii.gz") for f in formats):
+def check_plan_links(cfg: dict, plan_rows: list, excluded_rows: list[dict] = (), *, bids_nifti: bool) -> None:
+    """The planning checkpoint's early check (a no-op without a links table, or when
+    the export is not a BIDS NIfTI tree: ``bids_nifti``, as the planner decided it)."""
+    if cfg.get("fieldmap_links_table") and bids_nifti:
         rows = [r if isinstance(r, dict) else vars(r) for r in plan_rows]  # plan entries (dataclasses) or dicts
         check_links_table(table_path(cfg, "fieldmap_links_table"), rows, excluded_rows)
 

@@ -330,7 +330,9 @@ def build_plan(
             info = sessions.setdefault((e.subject, e.session), {"study_date": e.study_date, "times": []})
             if e.series_time:
                 info["times"].append(e.series_time)
-    fieldmaps.check_plan_links(cfg, entries, excluded)  # a bad fieldmap_links_table stops here, before any export
+    # A bad fieldmap_links_table stops here, before any export.
+    bids_nifti = layout == "bids" and any(f in NIFTI_FORMATS for f in formats)
+    fieldmaps.check_plan_links(cfg, entries, excluded, bids_nifti=bids_nifti)
     return Plan(entries=entries, excluded=excluded, subjects=labels, fallbacks=fallbacks, sessions=sessions)
 
 

@@ -112,6 +112,15 @@ def resolve_dicom_path(value: str, dicom_root: Path) -> Path:
     return path if path.is_absolute() else dicom_root / path
 
 
+def _read_or_fail(path: str | os.PathLike) -> pd.DataFrame:
+    try:
+        return read_table(path)
+    except TableError:
+        raise
+    except Exception as exc:  # pandas/pyarrow parse errors: keep the message, name the file
+        raise TableError([f"{path}: cannot read the table: {exc}"]) from exc
+
+
 def load_series_table(
     path: str | os.PathLike, dicom_root: str | os.PathLike, *, lenient: bool = False
 ) -> SeriesTable:
@@ -122,12 +131,7 @@ def load_series_table(
     """
     path = Path(path)
     dicom_root = Path(dicom_root)
-    try:
-        frame = read_table(path)
-    except TableError:
-        raise
-    except Exception as exc:  # pandas/pyarrow parse errors: keep the message, name the file
-        raise TableError([f"{path}: cannot read the table: {exc}"]) from exc
+    frame = _read_or_fail(path)
 
     missing = [c for c in REQUIRED_SERIES_COLUMNS if c not in frame.columns]
     if missing:
@@ -236,15 +240,6 @@ def load_identifiers_table(path: str | os.PathLike | None) -> pd.DataFrame | Non
 
 LINK_COLUMNS = ("series_instance_uid", "fieldmap_series_instance_uid")
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-
-
-def _read_or_fail(path: str | os.PathLike) -> pd.DataFrame:
-    try:
-        return read_table(path)
-    except TableError:
-        raise
-    except Exception as exc:  # pandas/pyarrow parse errors: keep the message, name the file
-        raise TableError([f"{path}: cannot read the table: {exc}"]) from exc
 
 
 def load_fieldmap_links_table(path: str | os.PathLike) -> pd.DataFrame:
