@@ -23,5 +23,5 @@ if config.get("demo"):
 rule all:
     default_target: True
     input:
-        status=rules.export_status.output,
+        dataset=rules.dataset_files.output,
         qc=qc_targets,

@@ -5,11 +5,15 @@ objects. dcm2niix's ``-n <CRC>`` filter is not reliable for this (on the XA30
 sample it dropped the second echo of a fieldmap and converted nothing of a phase
 map), so bidsport finds the series' own files itself:
 
-1. a byte search of the file's first 16 KiB for the SeriesInstanceUID element
-   (group 0020, element 000E, explicit or implicit VR little endian) - about 20 µs
-   a file. Only an occurrence followed by another top-level element counts: the
-   same tag inside a ReferencedSeriesSequence item (enhanced files have several,
-   before the real one) is followed by an item delimiter instead;
+1. a byte search of the file's first 4 KiB, then (only if that does not hold both
+   elements) of its first 16 KiB, for the SeriesInstanceUID element (group 0020,
+   element 000E, explicit or implicit VR little endian) and the SOPClassUID - about
+   10 µs a file, a few percent of dcm2niix's own time on a 2,160-file series. Only
+   an occurrence followed by another top-level element counts: the same tag inside
+   a ReferencedSeriesSequence item (enhanced files have several, before the real
+   one) is followed by an item delimiter instead. The 4 KiB answer is the 16 KiB
+   answer whenever it is given (the first qualifying occurrence lies wholly inside
+   the first 4 KiB, and nothing after it can change it);
 2. where that finds no such element (big endian, deflated, very long headers),
    pydicom reads the header up to that element.
 
@@ -20,10 +24,10 @@ simply not part of the series.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
+FIRST_READ = 4096  # classic headers reach (0020,000E) well within this
 HEAD_BYTES = 16384
 _SERIES_UID_TAG = b"\x20\x00\x0e\x00"
 NON_IMAGE_SOP_PREFIXES = (
@@ -34,6 +38,7 @@ NON_IMAGE_SOP_PREFIXES = (
     "1.3.12.2.1107.5.9.1",  # Siemens CSA non-image
 )
 _SOP_CLASS_TAG = b"\x08\x00\x16\x00"
+_UID_CHARS = b"0123456789."
 
 
 @dataclass
@@ -42,48 +47,62 @@ class Scan:
     pure: bool  # True when the folder holds nothing else that looks like DICOM
 
 
-def _element_value(head: bytes, tag: bytes, top_level_only: bool = False) -> list[str]:
-    """Values of a UI element with this tag found in ``head`` (explicit or implicit VR).
+def _first_uid(head: bytes, tag: bytes, top_level_only: bool = False) -> str | None:
+    """The first value of a UI element with this tag in ``head`` (explicit or
+    implicit VR little endian), or None.
 
-    ``top_level_only`` keeps a value only if the next element's group is not the
-    item/sequence delimiter group (FFFE), i.e. the element is not the last one of
-    a sequence item.
+    ``top_level_only`` skips a value whose next element's group is the item/sequence
+    delimiter group (FFFE), i.e. the last element of a sequence item, and one whose
+    next element lies beyond ``head`` (cannot tell yet).
     """
-    values = []
-    for m in re.finditer(re.escape(tag), head):
-        i = m.end()
+    pos = head.find(tag)
+    while pos >= 0:
+        i = pos + 4
         if head[i : i + 2] == b"UI":
             length = int.from_bytes(head[i + 2 : i + 4], "little")
-            start = i + 4
         else:
             length = int.from_bytes(head[i : i + 4], "little")
-            start = i + 4
-        if 0 < length <= 64 and start + length <= len(head):
-            raw = head[start : start + length].rstrip(b"\x00 ")
-            following = head[start + length : start + length + 2]
-            if top_level_only and (len(following) < 2 or following == b"\xfe\xff"):
-                continue
-            if re.fullmatch(rb"[0-9.]+", raw):
-                values.append(raw.decode())
-    return values
+        start = i + 4
+        end = start + length
+        if 0 < length <= 64 and end <= len(head):
+            following = head[end : end + 2]
+            if not (top_level_only and (len(following) < 2 or following == b"\xfe\xff")):
+                raw = head[start:end].rstrip(b"\x00 ")
+                if raw and not raw.translate(None, _UID_CHARS):
+                    return raw.decode()
+        pos = head.find(tag, pos + 4)
+    return None
 
 
-def series_uid_of(path: Path) -> tuple[str | None, str | None]:
+def _uids_in(head: bytes) -> tuple[str | None, str | None]:
+    uid = _first_uid(head, _SERIES_UID_TAG, top_level_only=True)
+    return (uid, _first_uid(head, _SOP_CLASS_TAG)) if uid else (None, None)
+
+
+def series_uid_of(path: str | os.PathLike) -> tuple[str | None, str | None]:
     """(SeriesInstanceUID, SOPClassUID) of a file, or (None, None) if not DICOM."""
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(HEAD_BYTES)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            head = os.read(fd, FIRST_READ)
+            if len(head) >= 132 and head[128:132] == b"DICM":
+                uid, sop = _uids_in(head)
+                if uid and sop:
+                    return uid, sop
+                if len(head) == FIRST_READ:  # look further, as far as HEAD_BYTES
+                    head += os.read(fd, HEAD_BYTES - FIRST_READ)
+        finally:
+            os.close(fd)
     except OSError:
         return None, None
     if len(head) >= 132 and head[128:132] == b"DICM":
-        uids = _element_value(head, _SERIES_UID_TAG, top_level_only=True)
-        if uids:
-            sop = _element_value(head, _SOP_CLASS_TAG)
-            return uids[0], (sop[0] if sop else None)
+        uid, sop = _uids_in(head)
+        if uid:
+            return uid, sop
     return _pydicom_uid(path)
 
 
-def _pydicom_uid(path: Path) -> tuple[str | None, str | None]:
+def _pydicom_uid(path: str | os.PathLike) -> tuple[str | None, str | None]:
     try:
         from pydicom.filereader import read_partial
 
@@ -95,22 +114,34 @@ def _pydicom_uid(path: Path) -> tuple[str | None, str | None]:
         return None, None
 
 
-def walk_files(root: Path) -> list[Path]:
-    """Regular files under ``root``, sorted; symlinked folders are not followed (loops)."""
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames.sort()
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
-            if path.is_file():
-                out.append(path)
+def walk_files(root: str | os.PathLike) -> list[str]:
+    """Regular files (or links to files) under ``root``, sorted by name per folder,
+    a folder's files before its subfolders'; symlinked folders are not followed
+    (loops). os.scandir: no stat call per file on filesystems that report types."""
+    out: list[str] = []
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
+        return out
+    subdirs = []
+    for entry in entries:
+        try:
+            if entry.is_dir():
+                if not entry.is_symlink():
+                    subdirs.append(entry.path)
+            elif entry.is_file():
+                out.append(entry.path)
+        except OSError:
+            continue
+    for sub in subdirs:
+        out.extend(walk_files(sub))
     return out
 
 
 def scan_series(source: Path, uid: str) -> Scan:
     """The image files of series ``uid`` under ``source`` (a folder or one file)."""
-    candidates = [source] if source.is_file() else walk_files(source)
-    mine: list[Path] = []
+    candidates = [str(source)] if source.is_file() else walk_files(source)
+    mine: list[str] = []
     others = 0
     for path in candidates:
         file_uid, sop = series_uid_of(path)
@@ -120,4 +151,4 @@ def scan_series(source: Path, uid: str) -> Scan:
             mine.append(path)
         else:
             others += 1
-    return Scan(files=mine, pure=others == 0)
+    return Scan(files=[Path(p) for p in mine], pure=others == 0)

@@ -150,8 +150,52 @@ def _symlink_folder(files: list[Path], folder: Path) -> Path:
 
 
 def copy_files(files: list[Path], dest: Path, method: str, workers: int) -> None:
-    """Copy (or hardlink/reflink, falling back to a copy) into ``dest``."""
+    """Copy (or hardlink/reflink, falling back to a copy) ``files`` flat into ``dest``.
+
+    One ``cp`` process per batch of files (coreutils: copy_file_range/FICLONE, no
+    Python loop per file): a 2,160-file series is copied or linked in one process.
+    Only when two files share a name (nested source folders) does the per-file
+    loop below run, to give the later ones an index prefix.
+    """
     dest.mkdir(parents=True, exist_ok=True)
+    if len({src.name for src in files}) == len(files) and _cp_files(files, dest, method):
+        return
+    _copy_each(files, dest, method, workers)
+
+
+# cp flags per method: links and clones fall back to a byte copy where refused.
+_CP_FLAGS = {"copy": ["--reflink=never"], "reflink": ["--reflink=auto"], "hardlink": ["--link"]}
+_ARGV_BUDGET = 96 * 1024  # bytes of file names per cp call (far below ARG_MAX)
+
+
+def _cp_files(files: list[Path], dest: Path, method: str) -> bool:
+    """``cp`` the files into ``dest`` in batches; False (dest emptied) if cp refused,
+    e.g. a hardlink across filesystems, so that the caller copies file by file."""
+    import subprocess
+
+    flags = _CP_FLAGS.get(method, _CP_FLAGS["copy"])
+    batch: list[str] = []
+    size = 0
+    batches = []
+    for src in files:
+        name = str(src)
+        if batch and size + len(name) > _ARGV_BUDGET:
+            batches.append(batch)
+            batch, size = [], 0
+        batch.append(name)
+        size += len(name) + 1
+    if batch:
+        batches.append(batch)
+    for names in batches:
+        proc = subprocess.run(["cp", *flags, "--preserve=mode", "-t", str(dest), "--", *names], capture_output=True)
+        if proc.returncode != 0:
+            shutil.rmtree(dest, ignore_errors=True)
+            dest.mkdir(parents=True)
+            return False
+    return True
+
+
+def _copy_each(files: list[Path], dest: Path, method: str, workers: int) -> None:
     used: set[str] = set()
     jobs = []
     for i, src in enumerate(files):

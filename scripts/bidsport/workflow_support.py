@@ -1,8 +1,4 @@
-"""Small helpers the Snakemake rules call, kept here so the rules stay thin.
-
-Also a tiny CLI for the ``export_status`` rule:
-``python -m bidsport.workflow_support status REPORT OK_FILE``.
-"""
+"""Small helpers the Snakemake rules call, kept here so the rules stay thin."""
 
 from __future__ import annotations
 
@@ -191,18 +187,22 @@ def cancel_pending_timers() -> int:
     return len(pending)
 
 
-def status(report: Path, ok_file: Path) -> int:
-    text, failed = summary(report)
-    print(text)
+class SeriesFailures(RuntimeError):
+    """Raised from onsuccess so that the run exits non-zero while any series failed."""
+
+
+def finish_run(report: Path) -> None:
+    """onsuccess: print the summary; fail the run if the report lists failed series.
+
+    The series jobs themselves succeed (failure isolation: one bad series never
+    stops the others), so the verdict comes from the report the dataset step wrote.
+    Raising here makes Snakemake print the message and exit 1 after releasing its
+    locks; the failed series' manifests are withdrawn at the next run, so only they
+    are retried. (This replaces a separate ``export_status`` job: one job less.)
+    """
+    if not Path(report).exists():
+        return
+    text, failed = summary(Path(report))
+    print(text, file=sys.stderr)
     if failed:
-        return 1
-    ok_file.parent.mkdir(parents=True, exist_ok=True)
-    ok_file.write_text("ok\n", encoding="utf-8")
-    return 0
-
-
-if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "status":
-        sys.exit(status(Path(sys.argv[2]), Path(sys.argv[3])))
-    print(__doc__, file=sys.stderr)
-    sys.exit(2)
+        raise SeriesFailures(f"{failed} series failed (see {report})")

@@ -54,7 +54,7 @@ wildcard_constraints:
 # cluster job steps re-read this file but must not touch the dataset's state).
 if workflow.is_main_process:
     workflow_support.withdraw_stale_manifests(
-        CODE / "plan.tsv", STATE, [CODE / "export_report.tsv", STATE / "status.ok"]
+        CODE / "plan.tsv", STATE, [CODE / "export_report.tsv"]
     )
 
 
@@ -109,12 +109,13 @@ def qc_targets(wildcards):
     return [str(STATE / "qc" / f"sub-{s}" / "summary.html") for s in subjects]
 
 
-# A short summary at the end of every run, whether it succeeded or not.
+# A short summary at the end of every run, whether it succeeded or not; the run
+# exits non-zero while any series failed (its job succeeded: failure isolation).
 onsuccess:
-    workflow_support.print_summary(CODE / "export_report.tsv")
     workflow_support.cancel_pending_timers()  # exit now, not a second later
+    workflow_support.finish_run(CODE / "export_report.tsv")
 
 
 onerror:
-    workflow_support.print_summary(CODE / "export_report.tsv")
     workflow_support.cancel_pending_timers()
+    workflow_support.print_summary(CODE / "export_report.tsv")

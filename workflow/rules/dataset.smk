@@ -1,4 +1,5 @@
-# Dataset-level files from the final names, then the run's verdict.
+# Dataset-level files from the final names. The run's verdict (non-zero exit while
+# any series failed) is given by onsuccess in common.smk: no job of its own.
 
 
 rule dataset_files:
@@ -27,17 +28,3 @@ rule dataset_files:
     script:
         "../../scripts/rule_dataset.py"
 
-
-rule export_status:
-    # Fails (so the run exits non-zero) while any series failed; cheap to re-run.
-    input:
-        report=CODE / "export_report.tsv",
-    output:
-        STATE / "status.ok",
-    log:
-        STATE / "logs" / "export_status.log",
-    localrule: True
-    conda:
-        ENV
-    shell:
-        "python -m bidsport.workflow_support status {input.report:q} {output:q} > {log:q} 2>&1 || (cat {log:q} >&2; exit 1)"
