@@ -16,5 +16,6 @@ def test_benchmark_entry_point_quick(tmp_path):
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "NIfTI export vs `xargs -P 2 dcm2niix`" in proc.stdout
+    assert "NIfTI export, 1 subjects (3 series) vs `xargs -P 2 dcm2niix`" in proc.stdout
+    assert "re-run after adding one subject" in proc.stdout
     assert "| 100 |" in proc.stdout
