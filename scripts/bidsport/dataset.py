@@ -15,7 +15,10 @@ import shutil
 import sys
 from pathlib import Path
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # type hints only; table.read_table imports pandas when it reads
+    import pandas as pd
 
 from . import __version__, bids_schema, fieldmaps, table
 from .export_series import STATE_DIR, inside

@@ -15,7 +15,10 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # type hints only; table.read_table imports pandas when it reads
+    import pandas as pd
 
 from . import fieldmaps, naming
 from .fsutil import write_if_changed

@@ -12,9 +12,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jsonschema
-import pandas as pd
-import yaml
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where used: ~1 s of start-up that steps without tables skip
+    import jsonschema
+    import pandas as pd
 
 from .labels import LabelError, sanitize_label
 
@@ -48,6 +50,8 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     A ``_line`` column records the line each row came from in the file (header = 1)
     so that messages can point at it; for Parquet it is the row number + 2.
     """
+    import pandas as pd
+
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".parquet":
@@ -82,6 +86,8 @@ def _cell_text(value: object) -> str:
 
 
 def _load_schema(name: str) -> dict:
+    import yaml
+
     with open(SCHEMA_DIR / name, encoding="utf-8") as fh:
         return yaml.safe_load(fh)
 
@@ -136,6 +142,8 @@ def load_series_table(
     missing = [c for c in REQUIRED_SERIES_COLUMNS if c not in frame.columns]
     if missing:
         raise TableError([f"{path}: missing required column {c!r}" for c in missing])
+
+    import jsonschema
 
     schema = _load_schema("series_table.schema.yaml")
     validator = jsonschema.Draft202012Validator(schema)
