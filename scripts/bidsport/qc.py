@@ -39,22 +39,32 @@ def orthogonal_slices(path: Path):
     import nibabel as nib
     import numpy as np
 
-    img = nib.as_closest_canonical(nib.load(str(path)))
-    shape = img.shape
-    # Only the first volume is read from disk: a 4D BOLD stays cheap.
-    index = (slice(None),) * 3 + (0,) * (len(shape) - 3)
-    data = np.asarray(img.dataobj[index] if len(shape) > 3 else img.dataobj, dtype=np.float32)
+    img = nib.load(str(path))
+    stored_shape = img.shape
+    # Only the first volume is read from disk (a 4D BOLD stays cheap), and only it is
+    # turned to RAS: nib.as_closest_canonical would load and reorder every volume.
+    index = (slice(None),) * 3 + (0,) * (len(stored_shape) - 3)
+    data = np.asarray(img.dataobj[index] if len(stored_shape) > 3 else img.dataobj)  # stored type: no full-volume copy
     if data.ndim == 2:  # a single-slice image
         data = data[:, :, np.newaxis]
-    data = np.nan_to_num(data)
-    zooms = [float(z) for z in img.header.get_zooms()[:3]] + [1.0] * (3 - len(img.header.get_zooms()[:3]))
+    stored_zooms = [float(z) for z in img.header.get_zooms()[:3]] + [1.0] * (3 - len(img.header.get_zooms()[:3]))
+    ornt = nib.orientations.io_orientation(img.affine)
+    data = nib.orientations.apply_orientation(data, ornt)  # the same reordering as_closest_canonical does
+    zooms = [1.0, 1.0, 1.0]
+    for axis, (target, _flip) in enumerate(ornt[:3]):
+        zooms[int(target)] = stored_zooms[axis]
+    shape = tuple(data.shape) + tuple(stored_shape[3:])
     x, y, z = (s // 2 for s in data.shape)
     # RAS data; image rows run top to bottom, so flip to put superior (anterior) up.
     # Neurological convention: the subject's right is on the picture's right.
+    # Only the three planes are converted (float32, NaN → 0), not the whole volume.
+    def plane(values):
+        return np.nan_to_num(np.flipud(np.asarray(values, dtype=np.float32).T))
+
     planes = [
-        (np.flipud(data[x, :, :].T), (zooms[1], zooms[2])),  # sagittal: anterior right
-        (np.flipud(data[:, y, :].T), (zooms[0], zooms[2])),  # coronal
-        (np.flipud(data[:, :, z].T), (zooms[0], zooms[1])),  # axial: anterior up
+        (plane(data[x, :, :]), (zooms[1], zooms[2])),  # sagittal: anterior right
+        (plane(data[:, y, :]), (zooms[0], zooms[2])),  # coronal
+        (plane(data[:, :, z]), (zooms[0], zooms[1])),  # axial: anterior up
     ]
     facts = {
         "shape": "×".join(str(s) for s in shape),
