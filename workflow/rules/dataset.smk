@@ -27,4 +27,3 @@ rule dataset_files:
         ],
     script:
         "../../scripts/rule_dataset.py"
-
