@@ -53,7 +53,7 @@ def _csv(value: str | None) -> list[str]:
 def _join_labels(tokens: list[str]) -> str:
     """``["spine", "STIR"]`` → ``spineSTIR``: one alphanumeric label, each token readable."""
     out = ""
-    for token in dict.fromkeys(sanitize_label(t) for t in tokens):
+    for token in dict.fromkeys(sanitize_label(t) for t in tokens if any(ch.isalnum() for ch in str(t))):
         out += token if not out else token[:1].upper() + token[1:]
     return out
 
