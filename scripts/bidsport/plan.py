@@ -11,10 +11,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import pandas as pd
 
@@ -22,6 +24,9 @@ from . import fieldmaps, mapping, naming, vocabulary
 from .fsutil import write_if_changed
 from .labels import sanitize_label
 from .table import TableError, parse_date, parse_time, resolve_dicom_path
+
+if TYPE_CHECKING:
+    from . import probe
 
 NIFTI_FORMATS = ("nii", "nii.gz")
 PLAN_COLUMNS = [
@@ -415,11 +420,12 @@ def _sibling_kinds(n: naming.SeriesName, r: dict) -> set[str]:
 
 def _images_have_the_last_word(records: list[dict], image_facts) -> None:
     """Fieldmaps are paired, numbered and given ``dir-`` by what their images are."""
-    for r in records:
+    fieldmaps_ = [r for r in records if r["_name"].role in ("fmap", "epi")]
+    # Probes are dcm2niix runs (I/O and process start-up): a few at once.
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        all_facts = list(pool.map(image_facts, fieldmaps_))
+    for r, facts in zip(fieldmaps_, all_facts):
         n: naming.SeriesName = r["_name"]
-        if n.role not in ("fmap", "epi"):
-            continue
-        facts = image_facts(r)
         if facts is None:
             if n.role == "epi" and not n.entity("dir"):
                 r["_warnings"].append("no phase_encoding_direction in the table and the images could not be read: named without dir-")
