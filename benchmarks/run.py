@@ -323,21 +323,24 @@ def _job_seconds(state: Path) -> list[float]:
 
 
 def bench_nifti(cohort: Path, full_table: Path, work: Path, sizes: list[int], cores: int, repeats: int,
-                tools: list[str], qc: bool) -> dict:  # fmt: skip
-    """NIfTI exports at each cohort size, alternating bidsport, plain dcm2niix,
-    the other tools and the QC-on export in a rotating order; at the largest size
-    each bidsport run is followed by adding one subject and running again."""
+                tools: list[str], qc: bool, on_repeat=None) -> dict:  # fmt: skip
+    """NIfTI exports at each cohort size (smallest first), alternating bidsport, plain
+    dcm2niix, the other tools and (smallest size only) the QC-on export in a rotating
+    order; at the largest size each bidsport run is followed by adding one subject
+    and running again. ``on_repeat(partial)`` is called after every repeat, so that a
+    run stopped early still leaves its figures."""
     import other_tools
 
     for name in tools:
         other_tools.ensure_tool(name)  # install (not timed)
     biggest = max(sizes)
     res = {n: {k: [] for k in ("plain", "bidsport", "qc", "rerun", "plain_added", *tools)} for n in sizes}
-    extra = {}
-    for i in range(repeats):
-        for n in sizes:
-            table = subset_table(full_table, n)
-            kinds = ["plain", "bidsport", *tools] + (["qc"] if qc else [])
+    partial = {"results": res, "extra": {}, "checks": {}}
+    extra, checks = partial["extra"], partial["checks"]
+    for n in sorted(sizes):
+        table = subset_table(full_table, n)
+        for i in range(repeats):
+            kinds = ["plain", "bidsport", *tools] + (["qc"] if qc and n == min(sizes) else [])
             kinds = kinds[i % len(kinds) :] + kinds[: i % len(kinds)]  # alternate who goes first
             for kind in kinds:
                 if kind == "plain":
@@ -350,7 +353,7 @@ def bench_nifti(cohort: Path, full_table: Path, work: Path, sizes: list[int], co
                     res[n][kind].append(measure(run_bidsport, run, table, cohort, cores, **({"qc_snapshots": True} if kind == "qc" else {})))
                     if kind == "bidsport":
                         extra[n] = {"phases": _phases(run / "out" / ".bidsport", started, res[n][kind][-1][0]),
-                                    "jobs": _job_seconds(run / "out" / ".bidsport"), "out": run / "out"}  # fmt: skip
+                                    "jobs": _job_seconds(run / "out" / ".bidsport")}  # fmt: skip
                         if n == biggest and len(full_table.read_text().splitlines()) - 1 > 3 * n:
                             bigger = subset_table(full_table, n + 1)
                             res[n]["rerun"].append(measure(rerun_bidsport, run, bigger, cores))
@@ -362,18 +365,17 @@ def bench_nifti(cohort: Path, full_table: Path, work: Path, sizes: list[int], co
                     out = work / f"{kind}-{n}" / "bids"
                     runner = other_tools.run_dcm2bids if kind == "dcm2bids" else other_tools.run_heudiconv
                     res[n][kind].append(measure(runner, cohort, table, out, cores))
-    checks = {}
-    for n in sizes:  # validator verdicts and names, on the last outputs of the largest size
-        if n != biggest:
-            continue
-        ours = work / f"bidsport-{n}" / "out"
-        checks["bidsport"] = {"errors": other_tools.validator_errors(ours), "names": other_tools.names(ours)}
-        for name in tools:
-            out = work / f"{name}-{n}" / "bids"
-            checks[name] = {"errors": other_tools.validator_errors(out), "same_names": _same_names(checks["bidsport"]["names"], other_tools.names(out)),
-                            "issues": other_tools.summarize_issues(other_tools.validator_issues(out) or []),
-                            "version": other_tools.tool_version(name)}  # fmt: skip
-    return {"results": res, "extra": extra, "checks": checks}
+            if n == min(sizes) and i == repeats - 1:  # validator verdicts and names, smallest size
+                ours = work / f"bidsport-{n}" / "out"
+                checks["bidsport"] = {"errors": other_tools.validator_errors(ours), "names": other_tools.names(ours)}
+                for name in tools:
+                    out = work / f"{name}-{n}" / "bids"
+                    checks[name] = {"errors": other_tools.validator_errors(out), "same_names": _same_names(checks["bidsport"]["names"], other_tools.names(out)),
+                                    "issues": other_tools.summarize_issues(other_tools.validator_issues(out) or []),
+                                    "version": other_tools.tool_version(name)}  # fmt: skip
+            if on_repeat:
+                on_repeat(partial)
+    return partial
 
 
 def _same_names(ours: set[str], theirs: set[str]) -> bool:
@@ -413,6 +415,8 @@ def _fmt(values: list[tuple[float, float]]) -> str:
 
 
 def _row(figure: str, ours: list, base: list, target: str, limit: float | None, strict: bool = False) -> str:
+    if not ours or not base:
+        return f"| {figure} | not measured | not measured | — | — | {target} | not measured (run stopped early) |"
     ratio = _med(ours) / _med(base)
     cpu = _med(ours, 1) / _med(base, 1) if _med(base, 1) > 0 else float("nan")
     verdict = "—" if limit is None else ("met" if (ratio < limit if strict else ratio <= limit) else "missed")
@@ -454,29 +458,42 @@ def main() -> int:
     def progress(name: str, value) -> None:  # a long run shows its figures as they come
         print(f"[bench] {time.strftime('%H:%M:%S')} {name}: {value}", file=sys.stderr, flush=True)
 
-    nifti = bench_nifti(cache, full_table, work, sizes, args.cores, repeats, tools, not args.no_qc)
-    progress("nifti", nifti["results"])
-    dicom = None if args.no_dicom else bench_dicom(cache, subset_table(full_table, max(sizes)), work, args.cores, repeats, ["copy", "hardlink"])
-    progress("dicom", dicom)
-    floor = bench_snakemake_floor(work, args.cores, jobs=12 if args.quick else 60)
-    progress("floor", floor)
-    planning = bench_planning(cache, full_table, work, planning_sizes) if planning_sizes else {}
-    progress("planning", planning)
-    scaled = bench_scale(work, scale, args.cores) if scale else None
-    progress("scale", scaled)
-    reflink = "supported" if reflink_supported(work) else "not supported on this filesystem (a reflink export is a copy here; not timed separately)"
-    load_end = os.getloadavg()
-    text = render(args, sizes, repeats, tools, nifti, dicom, floor, planning, scaled, reflink, made, started_at, load_start, load_end, full_table)
-    print(text)
     output = args.output or (None if args.quick else HERE / "results.md")
-    if output:
-        output.write_text(text)
+    state = {"nifti": None, "dicom": None, "floor": None, "planning": {}, "scaled": None}
+
+    def write(final: bool = False) -> str:
+        reflink = "supported" if reflink_supported(work) else "not supported on this filesystem (a reflink export is a copy here; not timed separately)"
+        text = render(args, sizes, repeats, tools, state["nifti"], state["dicom"], state["floor"], state["planning"], state["scaled"],
+                      reflink, made, started_at, load_start, os.getloadavg(), full_table, final)  # fmt: skip
+        if output:
+            output.write_text(text)
+        return text
+
+    def nifti_progress(partial):
+        state["nifti"] = partial
+        progress("nifti", partial["results"])
+        write()
+
+    bench_nifti(cache, full_table, work, sizes, args.cores, repeats, tools, not args.no_qc, on_repeat=nifti_progress)
+    if not args.no_dicom:
+        state["dicom"] = bench_dicom(cache, subset_table(full_table, max(sizes)), work, args.cores, repeats, ["copy", "hardlink"])
+        progress("dicom", state["dicom"])
+        write()
+    state["floor"] = bench_snakemake_floor(work, args.cores, jobs=12 if args.quick else 60)
+    progress("floor", state["floor"])
+    state["planning"] = bench_planning(cache, full_table, work, planning_sizes) if planning_sizes else {}
+    progress("planning", state["planning"])
+    state["scaled"] = bench_scale(work, scale, args.cores) if scale else None
+    progress("scale", state["scaled"])
+    print(write(final=True))
     return 0
 
 
-def render(args, sizes, repeats, tools, nifti, dicom, floor, planning, scaled, reflink, made, started_at, load_start, load_end, full_table) -> str:
+def render(args, sizes, repeats, tools, nifti, dicom, floor, planning, scaled, reflink, made, started_at, load_start, load_end, full_table, final=True) -> str:
     med = statistics.median
+    nifti = nifti or {"results": {n: {} for n in sizes}, "extra": {}, "checks": {}}
     res, extra, checks = nifti["results"], nifti["extra"], nifti["checks"]
+    res = {n: {k: list(res.get(n, {}).get(k, [])) for k in ("plain", "bidsport", "qc", "rerun", "plain_added", *tools)} for n in sizes}
     biggest = max(sizes)
     subject_dirs = [d for d in (full_table.parent / "dicom").iterdir() if d.is_dir()]
     dicom_mb = sum(p.stat().st_size for p in subject_dirs[0].rglob("*") if p.is_file()) / 2**20
@@ -486,7 +503,8 @@ def render(args, sizes, repeats, tools, nifti, dicom, floor, planning, scaled, r
         f"Run {started_at}. Machine: {platform.machine()}, {os.cpu_count()} cores, "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, shared with other engineers' work; "
         f"Python {platform.python_version()}; bidsport {__version__}; dcm2niix {version(find_dcm2niix())} (`{find_dcm2niix()}`).",
-        f"Machine load (1-min load average): {load_start[0]:.2f} at the start, {load_end[0]:.2f} at the end; sampled before "
+        ("" if final else "**PARTIAL: this file was written while the run was still going; figures not yet measured say so.**\n\n")
+        + f"Machine load (1-min load average): {load_start[0]:.2f} at the start, {load_end[0]:.2f} at the end; sampled before "
         f"each of the {len(LOADS)} timed runs: median {med(LOADS):.2f} (min {min(LOADS):.2f}, max {max(LOADS):.2f}). "
         f"Anything above {args.cores:.0f} means the runs competed for the cores: the CPU-time column is the steadier figure.",
         "",
@@ -514,14 +532,16 @@ def render(args, sizes, repeats, tools, nifti, dicom, floor, planning, scaled, r
         lines.append(_row(f"DICOM export (copy), {biggest} subjects vs `cp -r`", dicom["copy"], dicom["cp"], "≤ 1.3×", 1.3))
         lines.append(_row(f"DICOM export (hardlink), {biggest} subjects vs `cp -r`", dicom["hardlink"], dicom["cp"], "< 0.5×", 0.5, strict=True))
     for n in sizes:
-        if res[n]["qc"]:
+        if res[n]["qc"] or (n == min(sizes) and not args.no_qc):
             lines.append(_row(f"NIfTI export with visual QC (`qc_snapshots: true`), {n} subjects vs without", res[n]["qc"], res[n]["bidsport"], "≤ 1.25×", 1.25))
     rerun, one = res[biggest]["rerun"], res[biggest]["plain_added"]
-    if rerun:
+    if not rerun:
+        lines += ["", f"Adding a subject to a {biggest}-subject export: not measured (run stopped early)."]
+    else:
         limit = _med(one) + 2
         lines += [
             "",
-            f"Adding a subject: after each {biggest}-subject export above, its table gained a {biggest + 1}th subject "
+            f"Adding a subject: after each {biggest}-subject export above, its table gained one more subject "
             "and the same command ran again (only that subject's 3 series, the planning checkpoint and the dataset step run).",
             "",
             "| figure | wall | target | |",
@@ -550,6 +570,7 @@ def render(args, sizes, repeats, tools, nifti, dicom, floor, planning, scaled, r
         ]
     lines += [
         "",
+        "The floor of any one-DAG-node-per-series design: not measured (run stopped early)." if not floor else
         f"The floor of any one-DAG-node-per-series design: Snakemake alone running {floor['jobs']} jobs of "
         f"`sleep {floor['seconds']}` on {args.cores} cores (this workflow's profile) takes {floor['wall']:.2f} s against "
         f"{floor['ideal']:.2f} s of sleeping; start-up (`snakemake --version`) {floor['startup']:.2f} s; that leaves "

@@ -18,8 +18,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from typing import TYPE_CHECKING
-
 if TYPE_CHECKING:  # type hints only; table.read_table imports pandas when it reads
     import pandas as pd
 
@@ -136,7 +134,12 @@ def classifier_exclusions(rows: pd.DataFrame, cfg: dict) -> tuple[pd.DataFrame, 
     rows = with_default_provenance(rows)
     if "localizer" in rows.columns:
         rows = rows.assign(directory_type=rows["directory_type"].where(rows["localizer"] != "1", "localizer"))
-    reasons = rows["manual_review_reasons_csv"] if "manual_review_reasons_csv" in rows.columns else pd.Series("", index=rows.index)
+    if "manual_review_reasons_csv" in rows.columns:
+        reasons = rows["manual_review_reasons_csv"]
+    else:
+        import pandas as pd  # already loaded by table.read_table
+
+        reasons = pd.Series("", index=rows.index)
     removed: list[dict] = []
     counts = {"classifier (excluded)": 0, "manual review": 0}
     excluded = rows["directory_type"] == "excluded"
