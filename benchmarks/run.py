@@ -453,7 +453,7 @@ def main() -> int:
     cached = (cache / "series_table.tsv").exists()
     full_table = make_cohort(cache, cohort_subjects, shapes)
     made = "cached from an earlier run" if cached else f"generated in {time.perf_counter() - t0:.0f} s"
-    work = HERE / "cache" / "work"
+    work = HERE / "cache" / ("work-quick" if args.quick else "work")  # a smoke test may run beside a full run
 
     def progress(name: str, value) -> None:  # a long run shows its figures as they come
         print(f"[bench] {time.strftime('%H:%M:%S')} {name}: {value}", file=sys.stderr, flush=True)
