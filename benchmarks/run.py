@@ -125,7 +125,9 @@ def subset_table(table: Path, subjects: int) -> Path:
     """The cohort's table restricted to its first ``subjects`` subjects (same DICOM root)."""
     rows = list(csv.DictReader(open(table), delimiter="\t"))
     keep = sorted({r["subject_code"] for r in rows})[:subjects]
-    return _write_table(table.with_name(f"series_table_{subjects}.tsv"), [r for r in rows if r["subject_code"] in keep])
+    target = table.with_name(f"series_table_{subjects}.tsv")
+    partial = _write_table(target.with_name(f".{target.name}.{os.getpid()}"), [r for r in rows if r["subject_code"] in keep])
+    return partial.replace(target)  # atomic: another benchmark process may be reading it
 
 
 def timed(cmd: list[str], **kw) -> float:
@@ -433,6 +435,7 @@ def main() -> int:
     parser.add_argument("--tools", default=None, help="comma list of dcm2bids,heudiconv ('none' to skip; default dcm2bids)")
     parser.add_argument("--no-qc", action="store_true", help="skip the QC-on exports")
     parser.add_argument("--no-dicom", action="store_true", help="skip the DICOM copy/hardlink exports")
+    parser.add_argument("--only-dicom", action="store_true", help="only the DICOM copy/hardlink exports (own work folder)")
     parser.add_argument("--planning", default=None, help="comma list of table sizes for the planning figures ('none' skips)")
     parser.add_argument("--scale", type=int, default=None, help="series in a real export at scale (default: 0 = skipped)")
     parser.add_argument("--output", type=Path, default=None, help="results file (default benchmarks/results.md; --quick: none)")
@@ -453,7 +456,8 @@ def main() -> int:
     cached = (cache / "series_table.tsv").exists()
     full_table = make_cohort(cache, cohort_subjects, shapes)
     made = "cached from an earlier run" if cached else f"generated in {time.perf_counter() - t0:.0f} s"
-    work = HERE / "cache" / ("work-quick" if args.quick else "work")  # a smoke test may run beside a full run
+    # A smoke test (or a DICOM-only run) may run beside a full run: own work folders.
+    work = HERE / "cache" / ("work-quick" if args.quick else "work-dicom" if args.only_dicom else "work")
 
     def progress(name: str, value) -> None:  # a long run shows its figures as they come
         print(f"[bench] {time.strftime('%H:%M:%S')} {name}: {value}", file=sys.stderr, flush=True)
@@ -474,11 +478,15 @@ def main() -> int:
         progress("nifti", partial["results"])
         write()
 
-    bench_nifti(cache, full_table, work, sizes, args.cores, repeats, tools, not args.no_qc, on_repeat=nifti_progress)
+    if not args.only_dicom:
+        bench_nifti(cache, full_table, work, sizes, args.cores, repeats, tools, not args.no_qc, on_repeat=nifti_progress)
     if not args.no_dicom:
         state["dicom"] = bench_dicom(cache, subset_table(full_table, max(sizes)), work, args.cores, repeats, ["copy", "hardlink"])
         progress("dicom", state["dicom"])
         write()
+    if args.only_dicom:
+        print(write(final=True))
+        return 0
     state["floor"] = bench_snakemake_floor(work, args.cores, jobs=12 if args.quick else 60)
     progress("floor", state["floor"])
     state["planning"] = bench_planning(cache, full_table, work, planning_sizes) if planning_sizes else {}
