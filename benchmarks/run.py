@@ -391,14 +391,16 @@ def bench_dicom(cohort: Path, table: Path, work: Path, cores: int, repeats: int,
     """DICOM exports (copy, hardlink) against ``cp -r`` of the same DICOM tree,
     alternating; every output is removed after its run (not timed)."""
     res = {k: [] for k in ("cp", *methods)}
+    subjects = sorted({str(cohort / "dicom" / r["subject_code"]) for r in csv.DictReader(open(table), delimiter="\t")})
     for i in range(repeats):
         kinds = ["cp", *methods]
         kinds = kinds[i % len(kinds) :] + kinds[: i % len(kinds)]
         for kind in kinds:
-            if kind == "cp":
+            if kind == "cp":  # the same subjects' folders as the table's
                 dest = work / "cp"
                 shutil.rmtree(dest, ignore_errors=True)
-                res["cp"].append(measure(timed, ["cp", "-r", str(cohort / "dicom"), str(dest)]))
+                dest.mkdir(parents=True)
+                res["cp"].append(measure(timed, ["cp", "-r", *subjects, str(dest)]))
                 shutil.rmtree(dest, ignore_errors=True)
             else:
                 run = work / f"dcm-{kind}"
