@@ -4,7 +4,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from bidsport import bids_schema, safety, table
+from bidsport import bids_schema, nils_db, safety, table
 from bidsport.plan import NothingToExport, build_plan, write_plan
 from bidsport.settings import resolve_paths
 
@@ -14,19 +14,24 @@ cfg = resolve_paths(snakemake.config)
 try:
     series = table.load_series_table(cfg["series_table"], cfg["dicom_root"], lenient=cfg.get("lenient", False))
     identifiers = table.load_identifiers_table(cfg.get("subject_identifiers_table"))
+    instances = table.load_instances_table(cfg.get("instances_table"), cfg["dicom_root"])
     plan = build_plan(
         series.rows,
         cfg,
         dicom_root=Path(cfg["dicom_root"]),
         identifiers=identifiers,
         table_path=str(series.path),
+        instances=instances,
     )
     for skipped in series.skipped:  # lenient mode: bad rows are reported, never silently dropped
         plan.excluded.append({"line": skipped["line"], "status": "invalid", "reason": skipped["reason"]})
     state = Path(snakemake.output.excluded).parent
     if cfg["overwrite"] == "clean":  # checked and done only now that the tables are valid
         out = Path(cfg["output_dir"])
-        removed = safety.clean_output(out, Path(cfg["dicom_root"]), keep=(".bidsport/lock", ".bidsport/logs"))
+        keep = (".bidsport/lock", ".bidsport/logs")
+        if cfg.get("nils_database_url"):  # this run's database snapshot: the plan's own input
+            keep += nils_db.snapshot_relpaths()
+        removed = safety.clean_output(out, Path(cfg["dicom_root"]), keep=keep)
         print(f"overwrite: clean removed {len(removed)} entr(y/ies) from {out}", file=log)
     changed = write_plan(plan, Path(snakemake.output.plan), state / "specs", Path(snakemake.output.excluded), cfg["overwrite"])
     bids_schema.write_facts(state / bids_schema.FACTS_FILE)  # the series jobs read these

@@ -72,6 +72,7 @@ class PlanEntry:
     nifti_dir: str | None  # relative to output_dir
     dicom_dir: str | None  # relative to output_dir: the folder that receives the copies
     source: str  # absolute path of the series' folder or file
+    files: list[str] | None = None  # exact files (instances table), in order; None: scan source
 
     def spec(self, overwrite: str) -> dict:
         """What the series job needs, and nothing else (its only input)."""
@@ -82,6 +83,8 @@ class PlanEntry:
         )  # fmt: skip
         spec = {k: getattr(self, k) for k in keys}
         spec["overwrite"] = overwrite
+        if self.files is not None:
+            spec["files"] = self.files
         return spec
 
 
@@ -223,8 +226,13 @@ def build_plan(
     dicom_root: Path,
     identifiers: pd.DataFrame | None = None,
     table_path: str = "series table",
+    instances: dict[tuple[str, int], list[str]] | None = None,
 ) -> Plan:
-    """The whole export plan, from validated rows and the resolved config."""
+    """The whole export plan, from validated rows and the resolved config.
+
+    ``instances`` (table.load_instances_table): the exact files of each stack; each
+    spec then lists its files (a stack with none gets ``[]``, which its job reports).
+    """
     rows, excluded, counts = apply_filters(table, cfg)
     if rows.empty:
         raise NothingToExport(nothing_to_export_message(table, counts, cfg))
@@ -322,6 +330,7 @@ def build_plan(
                 nifti_dir=nifti_dir,
                 dicom_dir=dicom_dir,
                 source=str(resolve_dicom_path(r["dicom_path"], dicom_root).absolute()),
+                files=None if instances is None else instances.get((uid, stack_index), []),
             )
         )
     sessions = {}
