@@ -37,6 +37,9 @@ def check_source(config: dict) -> None:
     if not database and not config.get("series_table"):
         raise ConfigError("the config needs series_table (a series table file) or nils_database_url and nils_cohort")
     if database:
+        from .nils_db import check_url
+
+        check_url(database)  # a password in the URL: refused before anything is written
         if not config.get("nils_cohort"):
             raise ConfigError("nils_database_url needs nils_cohort: the name of the cohort to export")
         given = [k for k in DATABASE_TABLE_KEYS if config.get(k)]
