@@ -19,6 +19,7 @@ DATABASE_TABLE_KEYS = ("series_table", "instances_table", "subjects_table", "sub
 PLANNING_KEYS = (
     "output_mode", "layout", "include_intents", "exclude_intents", "include_provenance",
     "exclude_provenance", "overwrite", "subject_identifier_source", "symri_subfolder", "lenient",
+    "include_manual_review",
 )  # fmt: skip
 
 
