@@ -25,7 +25,7 @@ try:
         dicom_root=Path(cfg["dicom_root"]),
         identifiers=identifiers,
         table_path=str(series.path),
-        image_facts=probe.prober(os.environ.get(d2n.ENV_VAR), Path(cfg["dicom_root"]), state / "probe"),
+        image_facts=probe.prober(os.environ.get(d2n.ENV_VAR), Path(cfg["dicom_root"]), state / "probe", instances),
         instances=instances,
     )
     for warning in plan.warnings:  # unknown vocabulary, images that contradict the table

@@ -312,7 +312,8 @@ def common_folder(paths: list[str]) -> str:
         return paths[0]
     if len({os.path.isabs(p) for p in paths}) > 1:
         return ""  # mixed absolute/relative: no one folder (the job uses the exact files anyway)
-    return os.path.commonpath([os.path.dirname(p) or "." for p in paths])
+    folders = {os.path.dirname(p) or "." for p in paths}  # usually one: no path splitting
+    return folders.pop() if len(folders) == 1 else os.path.commonpath(list(folders))
 
 
 def _path_resolver(dicom_root: Path):
