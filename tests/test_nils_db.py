@@ -176,6 +176,14 @@ def test_snapshot_is_written_and_reproduces_the_plan_without_the_database(db_exp
     assert (tmp_path / "bids/code/bidsport/plan.tsv").read_text() == (code / "plan.tsv").read_text()
 
 
+def test_include_manual_review_exports_the_flagged_stack(nils, tmp_path):
+    cfg = db_config(tmp_path, nils, include_manual_review=True, include_intents=["dwi"])
+    run_workflow(tmp_path, cfg, env=nils.env)
+    row = next(r for r in read_report(tmp_path / "bids") if r["subject_code"] == "GE-Pioneer")
+    assert row["status"] == "exported"
+    assert "sub-S005/ses-20200929/dwi/sub-S005_ses-20200929_dwi.nii.gz" in row["files"]
+
+
 # ---- re-runs against the database (these change it: they run last, in this order)
 
 
@@ -251,6 +259,14 @@ def test_unknown_cohort_is_one_error_listing_the_cohorts(nils, tmp_path):
     )
 
 
+def test_unknown_identifier_type_is_one_error_listing_the_types(nils, tmp_path):
+    cfg = db_config(tmp_path, nils, subject_identifier_source="STUDYID")
+    proc = run_workflow(tmp_path, cfg, "-n", env=nils.env, check=False)
+    assert proc.returncode != 0
+    assert "subject_identifier_source 'STUDYID' is not an id_types.id_type_name (or id) of the NILS database" in proc.stdout + proc.stderr
+    assert "its id types: MRN (2), STUDY_ID (1)" in proc.stdout + proc.stderr
+
+
 def test_series_table_and_database_together_is_an_error(nils, tmp_path):
     cfg = db_config(tmp_path, nils, series_table="series.tsv")
     proc = run_workflow(tmp_path, cfg, "-n", env=nils.env, check=False)
@@ -277,6 +293,10 @@ def test_list_cohorts_and_load_cohort_api(nils, monkeypatch):
     assert set(series["subject_code"]) == {"Magdeburg"} | ({"UIH"} if "UIH" in set(series["subject_code"]) else set())
     assert list(instances.columns) == ["series_instance_uid", "stack_index", "instance_number", "dicom_file_path"]
     assert set(identifiers["id_type"]) == {"STUDY_ID"}
+    import psycopg
+
+    with nils_db.connect(nils.url("nils")) as conn, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        conn.execute("UPDATE cohort SET name = 'x'")  # bidsport's connection never writes
     assert "patient_birth_date" not in series.columns and not any(re.search(r"19\d\d-\d\d-\d\d", str(v)) for v in series["age_at_study"])
 
 
