@@ -148,6 +148,8 @@ def main() -> None:
         say()
         with server.admin("nils") as conn:
             sql = nils_db.STACKS_SQL.format(series_number="se.series_number::text")
+            conn.execute("SET jit = off")  # as load_cohort does for its session
+            conn.execute("SET work_mem = '64MB'")
             plan = conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, {"cohort": "bench"}).fetchall()
         plan_text = [r[0] for r in plan]
         exec_ms = next(float(r.split(":")[1].split()[0]) for r in plan_text if r.startswith("Execution Time"))
