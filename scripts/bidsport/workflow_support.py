@@ -62,11 +62,8 @@ def table_inputs(cfg: dict) -> list[str]:
 def dataset_tables(cfg: dict) -> list[str]:
     """Tables the dataset step reads (an edit re-runs it): participants come from the
     subjects table and, where the series table has ``age_at_study``, from it."""
-    keys = ("fieldmap_links_table", "sessions_table", "subjects_table")
-    tables = [cfg[k] for k in keys if cfg.get(k)]
-    if cfg.get("nils_database_url"):  # the snapshot carries age_at_study
-        tables.append(cfg["series_table"])
-    return tables
+    keys = ("fieldmap_links_table", "sessions_table", "subjects_table", "series_table")
+    return [cfg[k] for k in keys if cfg.get(k)]
 
 
 def dataset_outputs(cfg: dict, out: Path) -> list[str]:
