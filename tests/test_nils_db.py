@@ -184,6 +184,14 @@ def test_include_manual_review_exports_the_flagged_stack(nils, tmp_path):
     assert "sub-S005/ses-20200929/dwi/sub-S005_ses-20200929_dwi.nii.gz" in row["files"]
 
 
+def test_overwrite_clean_keeps_the_snapshot_it_plans_from(nils, tmp_path):
+    cfg = db_config(tmp_path, nils, overwrite="clean", include_intents=["anat"])
+    for _ in range(2):  # the second run empties the export first, but not the snapshot
+        run_workflow(tmp_path, cfg, env=nils.env)
+        assert (tmp_path / "bids/code/bidsport/series_table.tsv").exists()
+        assert "sub-S001/ses-20220711/anat/sub-S001_ses-20220711_T1w.nii.gz" in dataset_files(tmp_path / "bids")
+
+
 # ---- re-runs against the database (these change it: they run last, in this order)
 
 
