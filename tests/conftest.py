@@ -35,3 +35,20 @@ def source(request, tmp_path_factory):
     if request.param == "samples":
         return sample_session()
     return synthetic_session(tmp_path_factory.mktemp("synthetic-dicom"))
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A throw-away PostgreSQL server for the module's tests (skipped, with the
+    reason, only where it cannot be installed); stopped and deleted afterwards."""
+    from pg_server import LocalPostgres, PostgresUnavailable
+
+    server = LocalPostgres()
+    try:
+        server.start()
+    except PostgresUnavailable as exc:
+        pytest.skip(f"no PostgreSQL server: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
