@@ -63,7 +63,17 @@ class TokenGuard:
             response = RedirectResponse(target.path + (f"?{target.query}" if target.query else ""), status_code=303)
             response.set_cookie(self.cookie, self.token, httponly=True, samesite="strict", path="/")
             return await response(scope, receive, send)
-        return await self.app(scope, receive, send)
+        if scope["path"].startswith("/static/"):
+            return await self.app(scope, receive, send)
+
+        async def send_uncached(message):
+            # Pages show live state: never from the cache (nor Back's cached copy).
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"cache-control", b"no-store")]
+            await send(message)
+
+        return await self.app(scope, receive, send_uncached)
 
 
 def create_app(defaults: dict, token: str, state_dir: Path, cores: int, cookie_name: str = "bidsport_token") -> Starlette:

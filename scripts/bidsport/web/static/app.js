@@ -127,6 +127,7 @@ async function start() {
     if (!window.confirm(`Clean will empty ${data.output_dir} before exporting: every file in it is deleted. Continue?`)) return;
   }
   $("start-button").disabled = true;
+  $("status").textContent = "Starting the export…";
   try {
     const { ok, body } = await post("/api/exports", data);
     showErrors(body.errors);
