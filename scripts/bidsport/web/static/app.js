@@ -123,7 +123,11 @@ async function preview() {
 // ---------------------------------------------------------------- export
 async function start() {
   const data = values();
-  if (data.overwrite === "clean" && data.output_dir) {
+  if (data.overwrite === "clean") {
+    // Ask only about a folder the workflow would accept.
+    const checked = await post("/api/check", data);
+    showErrors(checked.body.errors);
+    if (Object.keys(checked.body.errors || {}).length) return;
     if (!window.confirm(`Clean will empty ${data.output_dir} before exporting: every file in it is deleted. Continue?`)) return;
   }
   $("start-button").disabled = true;
