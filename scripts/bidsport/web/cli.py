@@ -80,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     print("bidsport-web: open the address above in a browser; Ctrl-C stops the server (and cancels its running exports).", file=sys.stderr, flush=True)
     # No access log: it would record the token of the first request.
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
-    uvicorn.Server(config).run(sockets=[sock])
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its clean shutdown
+        pass
     return 0
 
 
