@@ -4,7 +4,10 @@ import sys
 import traceback
 from pathlib import Path
 
-from bidsport import bids_schema, safety, table
+import os
+
+from bidsport import bids_schema, probe, safety, table
+from bidsport import dcm2niix as d2n
 from bidsport.plan import NothingToExport, build_plan, write_plan
 from bidsport.settings import resolve_paths
 
@@ -14,16 +17,20 @@ cfg = resolve_paths(snakemake.config)
 try:
     series = table.load_series_table(cfg["series_table"], cfg["dicom_root"], lenient=cfg.get("lenient", False))
     identifiers = table.load_identifiers_table(cfg.get("subject_identifiers_table"))
+    state = Path(snakemake.output.excluded).parent
     plan = build_plan(
         series.rows,
         cfg,
         dicom_root=Path(cfg["dicom_root"]),
         identifiers=identifiers,
         table_path=str(series.path),
+        image_facts=probe.prober(os.environ.get(d2n.ENV_VAR), Path(cfg["dicom_root"]), state / "probe"),
     )
+    for warning in plan.warnings:  # unknown vocabulary, images that contradict the table
+        print(f"warning: {warning}", file=log)
+        print(f"bidsport warning: {warning}", file=sys.stderr)
     for skipped in series.skipped:  # lenient mode: bad rows are reported, never silently dropped
         plan.excluded.append({"line": skipped["line"], "status": "invalid", "reason": skipped["reason"]})
-    state = Path(snakemake.output.excluded).parent
     if cfg["overwrite"] == "clean":  # checked and done only now that the tables are valid
         out = Path(cfg["output_dir"])
         removed = safety.clean_output(out, Path(cfg["dicom_root"]), keep=(".bidsport/lock", ".bidsport/logs"))

@@ -33,7 +33,7 @@ def full(series, postfixes=("",), sub="01", ses="M00", run=None):
         ({"directory_type": "anat", "provenance": "SWIRecon", "construct_csv": "SWI"}, "sub-01_ses-M00_swi"),
         ({"directory_type": "anat", "provenance": "SWIRecon", "construct_csv": "Magnitude"}, "sub-01_ses-M00_part-mag_swi"),
         ({"directory_type": "anat", "provenance": "SWIRecon", "construct_csv": "Phase"}, "sub-01_ses-M00_part-phase_swi"),
-        ({"directory_type": "anat", "provenance": "SWIRecon", "construct_csv": "QSM"}, "sub-01_ses-M00_acq-qsm_T2starw"),
+        ({"directory_type": "anat", "provenance": "SWIRecon", "construct_csv": "QSM"}, "sub-01_ses-M00_Chimap"),  # a map, not raw T2starw
         ({"directory_type": "anat", "provenance": "SWIRecon", "construct_csv": "MinIP"}, "sub-01_ses-M00_rec-minip_swi"),
         ({"directory_type": "anat", "base": "T1w", "provenance": "ProjectionDerived", "construct_csv": "MIP"}, "sub-01_ses-M00_rec-mip_T1w"),
         ({"directory_type": "anat", "base": "T1w", "provenance": "SubtractionDerived"}, "sub-01_ses-M00_rec-subtraction_T1w"),

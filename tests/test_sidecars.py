@@ -17,8 +17,11 @@ def test_fix_sidecars_adds_what_the_table_knows_and_warns_about_the_rest(tmp_pat
     fmap = tmp_path / "series_fieldmaphz.json"
     fmap.write_text(json.dumps({}))
     spec = {"datatype": "func"}
-    warnings = fix_sidecars(spec, [(bold, "sub-1/func/sub-1_task-nback_bold.json")])
+    warnings, incomplete = fix_sidecars(spec, [(bold, "sub-1/func/sub-1_task-nback_bold.json")])
     assert json.loads(bold.read_text())["TaskName"] == "nback"
-    assert warnings == ["sub-1/func/sub-1_task-nback_bold.json: sidecar lacks required RepetitionTime or VolumeTiming"]
-    assert fix_sidecars({"datatype": "fmap"}, [(fmap, "sub-1/fmap/sub-1_fieldmap.json")]) == []
+    assert warnings == [
+        "sub-1/func/sub-1_task-nback_bold.json: sidecar lacks required RepetitionTime or VolumeTiming: listed in .bidsignore"
+    ]
+    assert incomplete == {"sub-1/func/sub-1_task-nback_bold"}
+    assert fix_sidecars({"datatype": "fmap"}, [(fmap, "sub-1/fmap/sub-1_fieldmap.json")]) == ([], set())
     assert json.loads(fmap.read_text())["Units"] == "Hz"

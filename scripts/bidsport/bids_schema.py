@@ -69,8 +69,10 @@ def sidecar_required_rules() -> list[tuple[list[str], list[str]]]:
 def _sidecar_rules_from_schema() -> list[tuple[list[str], list[str]]]:
     s = _loaded()
     out = []
-    for group in ("func", "fmap", "dwi", "anat", "perf", "mri"):
+    for group in ("func", "fmap", "dwi", "anat", "perf", "mri", "asl", "qmri"):
         for rule in s.rules.sidecars.get(group, {}).values():
+            if "fields" not in rule:
+                continue
             required = [
                 s.objects.metadata[name].name
                 for name, level in dict(rule.fields).items()
@@ -115,6 +117,25 @@ def is_raw_name(datatype: str, entities: frozenset[str], suffix: str, extension:
             if wanted <= set(allowed) and required <= wanted:
                 return True
     return False
+
+
+@lru_cache(maxsize=256)
+def allowed_entities(datatype: str, suffix: str) -> frozenset[str]:
+    """Short names of the entities some raw rule allows on ``datatype``/``suffix``
+    (empty when the schema has no raw name with this suffix)."""
+    s = _loaded()
+    allowed: set[str] = set()
+    for group in s.rules.files.raw.values():
+        for rule in group.values():
+            if datatype in rule.get("datatypes", []) and suffix in rule.get("suffixes", []):
+                allowed |= {s.objects.entities[name].name for name in rule.get("entities", {})}
+    return frozenset(allowed)
+
+
+@lru_cache(maxsize=1)
+def parametric_suffixes() -> frozenset[str]:
+    """Suffixes of BIDS quantitative maps (``T1map``, ``UNIT1``, ``Chimap`` …): no ``part-``."""
+    return frozenset(_loaded().rules.files.raw.anat.parametric.suffixes)
 
 
 def _level(value) -> str:

@@ -69,21 +69,25 @@ def split_name(rel: str) -> tuple[str | None, bool, dict, str, str]:
     return datatype, len(folders) > 1, ents, pieces[-1], ext
 
 
-def is_raw_file(rel: str) -> bool:
+def is_raw_file(rel: str, incomplete: frozenset[str] | set[str] = frozenset()) -> bool:
+    """Whether the validator accepts ``rel`` as raw data (``incomplete``: files whose
+    sidecar lacks schema-required keys, which are exported but ignored)."""
+    if rel in incomplete:
+        return False
     datatype, in_subfolder, ents, suffix, ext = split_name(rel)
     if datatype not in DATATYPES or in_subfolder or not rel.startswith("sub-") or suffix in NEEDS_COMPANIONS:
         return False
     return bids_schema.is_raw_name(datatype, frozenset(ents), suffix, ext)
 
 
-def bidsignore_lines(files: list[str]) -> list[str]:
+def bidsignore_lines(files: list[str], incomplete: frozenset[str] | set[str] = frozenset()) -> list[str]:
     """Patterns that hide every non-raw file and no raw one.
 
     A routing folder becomes one folder pattern (``sub-*/ses-*/anat/SyMRI``, the form
     the validator honours); a file becomes ``*_<last part>`` when that pattern hides
     no valid file, else its exact path.
     """
-    raw = [f for f in files if is_raw_file(f)]
+    raw = [f for f in files if is_raw_file(f, incomplete)]
     raw_names = [f.rsplit("/", 1)[-1] for f in raw]
     lines: list[str] = []
     for rel in sorted(set(files) - set(raw)):
@@ -124,10 +128,12 @@ def finalize(
     """Write every dataset-level file; return summary counts."""
     plan = read_tsv(plan_tsv)
     by_key: dict[str, dict] = {}
+    incomplete: set[str] = set()  # files whose sidecar lacks required keys: ignored
     for path in manifests:  # one per (series, part): merge a series' nifti and dicom parts
         m = json.loads(Path(path).read_text(encoding="utf-8"))
         merged = by_key.setdefault(m["key"], {"status": m["status"], "files": [], "warnings": [], "message": ""})
         merged["files"] += m.get("files", [])
+        incomplete |= {f["path"] for f in m.get("files", []) if f.get("incomplete")}
         merged["warnings"] += m.get("warnings", [])
         if m["status"] == "failed" or merged["status"] == "skipped":
             merged["status"] = m["status"]
@@ -151,7 +157,7 @@ def finalize(
                 "status": m["status"],
                 "reason": m.get("message", ""),
                 "files": ", ".join(files),
-                "warnings": " | ".join(m.get("warnings", [])),
+                "warnings": " | ".join([w for w in row.get("warnings", "").split(" | ") if w] + m.get("warnings", [])),
             }
         )
     for row in read_tsv(excluded_tsv):
@@ -186,7 +192,7 @@ def finalize(
         _write_dataset_description(output_dir, cfg, dcm2niix_version)
         _write_participants(output_dir, plan, subjects)
         _write_scans(output_dir, plan, by_key)
-        ignore = bidsignore_lines(dataset_files)
+        ignore = bidsignore_lines(dataset_files, incomplete)
         write_if_changed(output_dir / ".bidsignore", "".join(line + "\n" for line in ignore))
         readme = output_dir / "README"
         if not readme.exists() and not (output_dir / "README.md").exists():
@@ -241,7 +247,7 @@ def _write_scans(output_dir: Path, plan: list[dict], by_key: dict) -> None:
             continue
         for f in m.get("files", []):
             rel = f["path"]
-            if not rel.endswith(NIFTI_EXTS) or not is_raw_file(rel):
+            if not rel.endswith(NIFTI_EXTS) or f.get("incomplete") or not is_raw_file(rel):
                 continue
             parts = rel.split("/")
             depth = 2 if len(parts) > 1 and parts[1].startswith("ses-") else 1
@@ -292,7 +298,7 @@ def _link_fieldmaps(output_dir: Path, plan: list[dict], by_key: dict, cfg: dict,
     files_of: dict[tuple[str, int], list[str]] = {}  # (uid, stack) -> raw NIfTI files
     for row in plan:
         for f in by_key.get(row["key"], {}).get("files", []):
-            if f["path"].endswith(NIFTI_EXTS) and is_raw_file(f["path"]):
+            if f["path"].endswith(NIFTI_EXTS) and not f.get("incomplete") and is_raw_file(f["path"]):
                 images.append(fieldmaps.Image(f["path"], _acq_seconds(row)))
                 files_of.setdefault((row["series_instance_uid"], int(row.get("stack_index") or 0)), []).append(f["path"])
     overrides: dict[str, str | None] = {}

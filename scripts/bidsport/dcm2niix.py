@@ -98,9 +98,12 @@ def convert(
     compress: bool,
     filename: str = "series",
     timeout: float | None = None,
+    sidecars_only: bool = False,
 ) -> ConversionResult:
-    """Convert the DICOM files under ``source`` (one series' folder or file) into ``out_dir``."""
-    args = [binary, "-b", "y", "-ba", "y", "-z", "y" if compress else "n", "-f", filename, "-o", str(out_dir)]
+    """Convert the DICOM files under ``source`` (one series' folder or file) into ``out_dir``
+    (``sidecars_only``: write only the JSON sidecars, no image: a cheap header read)."""
+    sidecars = "o" if sidecars_only else "y"
+    args = [binary, "-b", sidecars, "-ba", "y", "-z", "y" if compress else "n", "-f", filename, "-o", str(out_dir)]
     if source.is_file():
         args += ["-s", "y"]
     args.append(str(source))

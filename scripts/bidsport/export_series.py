@@ -26,7 +26,7 @@ import traceback
 from pathlib import Path
 
 from . import dcm2niix as d2n
-from . import bids_schema, naming, sidecars
+from . import bids_schema, naming, probe, sidecars
 from .dicom_scan import scan_series
 from .fsutil import write_if_changed
 
@@ -126,6 +126,7 @@ def plan_nifti_files(spec: dict, groups: dict[str, list[Path]]) -> list[tuple[Pa
         tail=spec.get("tail", ""),
         role=spec.get("role", "image"),
         kind=spec.get("kind", "raw"),
+        multi_suffix=spec.get("multi_suffix", ""),
     )
     names = naming.name_outputs(series_name, list(groups))
     moves: list[tuple[Path, str]] = []
@@ -136,6 +137,31 @@ def plan_nifti_files(spec: dict, groups: dict[str, list[Path]]) -> list[tuple[Pa
             ext = next(e for e in NIFTI_EXTS + COMPANION_EXTS if path.name.endswith(e))
             moves.append((path, "/".join(p for p in (spec["nifti_dir"], stem + ext) if p)))
     return moves
+
+
+def _without_extension(rel: str) -> str:
+    ext = next((e for e in NIFTI_EXTS + COMPANION_EXTS if rel.endswith(e)), "")
+    return rel[: len(rel) - len(ext)]
+
+
+def direction_warnings(spec: dict, moves: list[tuple[Path, str]]) -> list[str]:
+    """Say so where the planned ``dir-`` and the image's phase encoding disagree."""
+    planned = dict(map(tuple, spec.get("entities", []))).get("dir")
+    if not planned:
+        return []
+    for src, rel in moves:
+        if not rel.endswith(".json"):
+            continue
+        try:
+            data = json.loads(src.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        found = probe.dir_label(data.get("PhaseEncodingDirection"), data.get("ImageOrientationPatientDICOM"))
+        if found and found != planned:
+            return [f"named dir-{planned} (phase_encoding_direction in the table), but the image encodes {found} "
+                    f"(PhaseEncodingDirection {data['PhaseEncodingDirection']}): check the table"]  # fmt: skip
+        return []
+    return []
 
 
 # --------------------------------------------------------------------------- DICOM
@@ -323,7 +349,8 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
                 manifest["warnings"].append(f"dcm2niix exit {result.returncode}: {result.message}")
             groups = select_stack(groups, spec)
             moves = plan_nifti_files(spec, groups)
-            manifest["warnings"] += sidecars.fix_sidecars(spec, moves)
+            sidecar_warnings, incomplete = sidecars.fix_sidecars(spec, moves)
+            manifest["warnings"] += sidecar_warnings + direction_warnings(spec, moves)
         if copy_dicom:
             dcm_scratch = scratch / "dcm"
             copy_files(scan.files, dcm_scratch, copy_method, copy_workers)
@@ -331,6 +358,8 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
         if nifti:
             for src, rel in moves:
                 installer.install_file(src, rel)
+                if _without_extension(rel) in incomplete:
+                    installer.installed[-1]["incomplete"] = True  # → .bidsignore
         if copy_dicom:
             installer.install_dir(dcm_scratch, spec["dicom_dir"])
         manifest["removed"] = installer.remove_stale()

@@ -18,32 +18,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
-from . import bids_schema
+from . import bids_schema, mapping
 from .labels import sanitize_label
-
-# Contrast weighting (``base``) → anat suffix.
-ANAT_SUFFIX = {
-    "T1w": "T1w",
-    "T2w": "T2w",
-    "PDw": "PDw",
-    "T2*w": "T2starw",
-    "T2starw": "T2starw",
-    "FLAIR": "FLAIR",
-    "PDT2": "PDT2",
-    "angio": "angio",
-}
-# ``construct_csv`` values that are BIDS parametric anat maps.
-ANAT_MAPS = {
-    "T1map", "T2map", "T2starmap", "R1map", "R2map", "R2starmap", "PDmap",
-    "MTRmap", "MTsat", "UNIT1", "T1rho", "MWFmap", "MTVmap", "Chimap", "S0map", "M0map",
-}  # fmt: skip
-# DWI scanner derivatives (BIDS 1.10+ ``ScannerDerivatives``): construct → suffix.
-DWI_DERIVED = {"ADC": "ADC", "FA": "FA", "Trace": "trace", "TRACEW": "trace", "S0map": "S0map",
-               "colFA": "colFA", "ColFA": "colFA", "eADC": "expADC", "expADC": "expADC"}  # fmt: skip
-SYMRI_SYNTHETIC = re.compile(r"^Synthetic(?P<contrast>.+)$")
-# Modifiers that are kept in the ``acq`` label because they change the contrast.
-ACQ_MODIFIERS = ("STIR", "DIR", "PSIR", "MT")
-
 
 @dataclass(frozen=True)
 class SeriesName:
@@ -56,6 +32,7 @@ class SeriesName:
     tail: str = ""  # text after the suffix (``_synth``)
     role: str = "image"  # image | fmap | epi | dwi
     kind: str = "raw"  # raw | synthetic | swi | derived | localizer | misc (for reports)
+    multi_suffix: str = ""  # suffix when dcm2niix writes several echoes (MEGRE, MESE)
 
     def entity(self, key: str) -> str | None:
         return dict(self.entities).get(key)
@@ -73,111 +50,76 @@ def _csv(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
+def _join_labels(tokens: list[str]) -> str:
+    """``["spine", "STIR"]`` → ``spineSTIR``: one alphanumeric label, each token readable."""
+    out = ""
+    for token in dict.fromkeys(sanitize_label(t) for t in tokens if any(ch.isalnum() for ch in str(t))):
+        out += token if not out else token[:1].upper() + token[1:]
+    return out
+
+
 def name_series(row: dict, *, symri_subfolder: bool = True) -> SeriesName:
-    """Name one series from its classification (a series-table row as a dict)."""
-    intent = row.get("directory_type", "")
-    provenance = row.get("provenance") or "RawRecon"
-    base = row.get("base") or ""
-    constructs = _csv(row.get("construct_csv"))
-    modifiers = _csv(row.get("modifier_csv"))
-    technique = (row.get("technique") or "").upper()
+    """Name one series from its classification (a series-table row as a dict).
+
+    The folder and suffix come from the first matching rule of
+    :data:`bidsport.mapping.RULES`; entities from the mapping's entity tables.
+    """
+    c = mapping.Classification.from_row(row)
+    rule = mapping.rule_for(c)
+    if rule.kind == "excluded":
+        raise ValueError("a series classified as excluded is never named (it is not exported)")
+    suffix = rule.suffix_for(c)
     entities: dict[str, str] = {}
-    if str(row.get("post_contrast", "")) == "1":
-        entities["ce"] = "gadolinium"
-    pe_dir = row.get("phase_encoding_direction") or None
-
-    if intent in ("localizer", "misc") or provenance == "Localizer":
-        folder = "misc"
-        suffix = "localizer" if (intent == "localizer" or provenance == "Localizer") else "misc"
-        return SeriesName(folder, suffix, _ordered(entities), kind="localizer" if suffix == "localizer" else "misc")
-
-    if provenance == "SyMRI":
-        synthetic = [m.group("contrast") for c in constructs if (m := SYMRI_SYNTHETIC.match(c))]
-        maps = [c for c in constructs if c in ANAT_MAPS]
-        if maps and not synthetic:
-            return SeriesName("anat", maps[0], _ordered(entities), "SyMRI" if symri_subfolder else None, kind="synthetic")
-        contrast = synthetic[0] if synthetic else (base or (constructs[0] if constructs else "T1w"))
-        suffix = ANAT_SUFFIX.get(contrast, sanitize_label(contrast))
-        return SeriesName("anat", suffix, _ordered(entities), "SyMRI" if symri_subfolder else None, "_synth", kind="synthetic")
-
-    if provenance == "SWIRecon" or base == "SWI" or "SWI" in constructs:
-        if "QSM" in constructs:
-            entities["acq"] = "qsm"
-            return SeriesName("anat", "T2starw", _ordered(entities), kind="swi")
-        if "MinIP" in constructs or "MIP" in constructs:
-            entities["rec"] = "minip" if "MinIP" in constructs else "mip"
-            return SeriesName("anat", "swi", _ordered(entities), kind="swi")
-        if "Phase" in constructs:
-            entities["part"] = "phase"
-        elif "Magnitude" in constructs:
-            entities["part"] = "mag"
-        return SeriesName("anat", "swi", _ordered(entities), kind="swi")
-
-    derived_dwi = [c for c in constructs if c in DWI_DERIVED]
-    if derived_dwi and (intent == "dwi" or provenance == "DTIRecon"):
-        return SeriesName("dwi", DWI_DERIVED[derived_dwi[0]], _ordered(entities), kind="derived")
-
-    if provenance in ("ProjectionDerived", "SubtractionDerived"):
-        projection = next((c for c in constructs if c in ("MIP", "MinIP")), None)
-        entities["rec"] = sanitize_label(projection.lower()) if projection else (
-            "subtraction" if provenance == "SubtractionDerived" else "projection"
-        )
-        suffix = _anat_suffix(base, modifiers) if intent in ("anat", "") else _intent_suffix(intent)
-        return SeriesName(intent or "anat", suffix, _ordered(entities), kind="derived")
-
-    if intent == "perf" or provenance == "PerfusionRecon":
-        maps = [sanitize_label(c) for c in constructs]
-        if maps:
-            return SeriesName("perf", maps[0], _ordered(entities), kind="derived")
-        if base == "PWI" and "ASL" not in technique:  # ASL, PASL, PCASL … are ASL
-            return SeriesName("perf", "dsc", _ordered(entities), kind="derived")
-        if pe_dir:
-            entities["dir"] = pe_dir
-        return SeriesName("perf", "asl", _ordered(entities), kind="raw")
-
-    if intent == "anat":
-        maps = [c for c in constructs if c in ANAT_MAPS]
-        acq = [m for m in modifiers if m in ACQ_MODIFIERS]
-        if acq:
-            entities["acq"] = sanitize_label("".join(acq))
-        suffix = maps[0] if maps else _anat_suffix(base, modifiers)
-        return SeriesName("anat", suffix, _ordered(entities))
-
-    if intent == "func":
+    acq: list[str] = [mapping.SPINAL_CORD_ACQ] if c.spinal_cord else []
+    rec: list[str] = []
+    if c.post_contrast:
+        entities["ce"] = mapping.CONTRAST_AGENT
+    if "FLAIR" in c.modifiers and c.base in ("T1w", "PDw") and rule.datatype == "anat":
+        acq.append("FLAIR")
+    for modifier in (m for m in mapping.MODIFIER_ENTITIES if m in c.modifiers):
+        key, label = mapping.MODIFIER_ENTITIES[modifier]
+        (acq if key == "acq" else rec).append(label)
+    for construct in (k for k in mapping.CONSTRUCT_ENTITIES if k in c.constructs):
+        key, label = mapping.CONSTRUCT_ENTITIES[construct]
+        if key == "part" and (rule.role == "fmap" or suffix in bids_schema.parametric_suffixes()):
+            continue  # a fieldmap's Magnitude/Phase choose its suffix; maps have no part
+        if key == "rec":
+            rec.append(label)
+        else:
+            entities.setdefault(key, label)
+    if c.provenance in mapping.PROVENANCE_ENTITIES:
+        key, label = mapping.PROVENANCE_ENTITIES[c.provenance]
+        if not (c.provenance == "ProjectionDerived" and rec):
+            (acq if key == "acq" else rec).append(label)
+    if c.n_stacks > 1 and c.stack_key == "multi_echo":
+        entities["echo"] = str(c.stack_index + 1)
+    elif c.n_stacks > 1 and c.stack_key == "multi_ti":
+        entities.setdefault("inv", str(c.stack_index + 1))
+    if rule.datatype == "func":
         entities["task"] = sanitize_label(row.get("task") or "rest")
-        if pe_dir:
-            entities["dir"] = pe_dir
-        return SeriesName("func", "bold", _ordered(entities))
-
-    if intent == "dwi":
-        if pe_dir:
-            entities["dir"] = pe_dir
-        return SeriesName("dwi", "dwi", _ordered(entities), role="dwi")
-
-    if intent == "fmap":
-        fmap_hints = {"Magnitude", "Phase", "B0map", "Fieldmap", "PhaseDiff"}
-        is_epi = (technique in ("EPI", "SE-EPI", "SEEPI", "GRE-EPI") or pe_dir) and not (fmap_hints & set(constructs))
-        if is_epi:
-            entities["dir"] = pe_dir or "AP"
-            return SeriesName("fmap", "epi", _ordered(entities), role="epi")
-        hint = "phasediff" if ("Phase" in constructs or "PhaseDiff" in constructs) else (
-            "fieldmap" if ("B0map" in constructs or "Fieldmap" in constructs) else "magnitude"
-        )
-        return SeriesName("fmap", hint, _ordered(entities), role="fmap")
-
-    raise ValueError(f"no naming rule for directory_type {intent!r}")
+    if c.pe_dir and rule.datatype in ("func", "dwi", "perf", "fmap"):
+        entities["dir"] = c.pe_dir
+    if acq:
+        entities["acq"] = _join_labels(acq)
+    if rec:
+        entities["rec"] = _join_labels(rec)
+    multi = mapping.MULTI_ECHO.get(c.technique, "") if rule.datatype == "anat" and rule.role == "image" else ""
+    entities = fold_disallowed(rule.datatype, suffix, entities)
+    subfolder = rule.subfolder if symri_subfolder else None
+    return SeriesName(rule.datatype, suffix, _ordered(entities), subfolder, rule.tail, rule.role, rule.kind, multi)
 
 
-def _anat_suffix(base: str, modifiers: list[str]) -> str:
-    if "FLAIR" in modifiers:
-        return "FLAIR"
-    if base in ANAT_SUFFIX:
-        return ANAT_SUFFIX[base]
-    return sanitize_label(base) if base else "T1w"
-
-
-def _intent_suffix(intent: str) -> str:
-    return {"dwi": "dwi", "func": "bold", "fmap": "epi", "perf": "asl"}.get(intent, "T1w")
+def fold_disallowed(datatype: str, suffix: str, entities: dict[str, str]) -> dict[str, str]:
+    """Entities the schema does not allow on this raw suffix move into ``acq``, so
+    the name stays valid and still tells the images apart (``ce-`` on a fieldmap)."""
+    allowed = bids_schema.allowed_entities(datatype, suffix)
+    if not allowed:
+        return entities  # no raw name exists: the file is listed in .bidsignore as it is
+    kept = {k: v for k, v in entities.items() if k in allowed or k == "acq"}
+    moved = [f"{k}{v}" for k, v in entities.items() if k not in kept]
+    if moved:
+        kept["acq"] = _join_labels([kept["acq"], *moved] if kept.get("acq") else moved)
+    return kept
 
 
 def _ordered(entities: dict[str, str]) -> tuple[tuple[str, str], ...]:
@@ -250,6 +192,7 @@ def name_outputs(series: SeriesName, postfixes: list[str]) -> dict[str, OutputNa
         else:
             if post.echo is not None and len(echoes) > 1:
                 ents["echo"] = str(post.echo)
+                suffix = series.multi_suffix or suffix
             if post.part:
                 ents["part"] = post.part
             elif any_part and series.kind != "swi" and "part" not in ents:

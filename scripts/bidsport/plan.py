@@ -11,22 +11,28 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import pandas as pd
 
-from . import fieldmaps, naming
+from . import fieldmaps, mapping, naming, vocabulary
 from .fsutil import write_if_changed
 from .labels import sanitize_label
 from .table import TableError, parse_date, parse_time, resolve_dicom_path
+
+if TYPE_CHECKING:
+    from . import probe
 
 NIFTI_FORMATS = ("nii", "nii.gz")
 PLAN_COLUMNS = [
     "key", "subject_code", "subject", "subject_source", "session", "series_instance_uid", "stack_index",
     "series_number", "study_date", "series_time", "series_description", "directory_type", "classification",
-    "provenance", "datatype", "stem", "formats", "nifti_dir", "dicom_dir", "source", "raw_bids",
+    "provenance", "datatype", "stem", "formats", "nifti_dir", "dicom_dir", "source", "raw_bids", "warnings",
 ]  # fmt: skip
 
 
@@ -72,13 +78,15 @@ class PlanEntry:
     nifti_dir: str | None  # relative to output_dir
     dicom_dir: str | None  # relative to output_dir: the folder that receives the copies
     source: str  # absolute path of the series' folder or file
+    multi_suffix: str = ""
+    warnings: list[str] = field(default_factory=list)  # planning-time warnings (unknown values, images vs table)
 
     def spec(self, overwrite: str) -> dict:
         """What the series job needs, and nothing else (its only input)."""
         keys = (
             "key", "subject", "session", "series_instance_uid", "stack_index", "n_stacks",
             "stack_key", "datatype", "subfolder", "entities", "suffix", "tail", "role", "kind",
-            "run", "stem", "formats", "nifti_dir", "dicom_dir", "source",
+            "run", "stem", "formats", "nifti_dir", "dicom_dir", "source", "multi_suffix",
         )  # fmt: skip
         spec = {k: getattr(self, k) for k in keys}
         spec["overwrite"] = overwrite
@@ -92,6 +100,7 @@ class Plan:
     subjects: dict[str, str] = field(default_factory=dict)  # subject_code → label
     fallbacks: list[str] = field(default_factory=list)  # subject_codes with no alternative id
     sessions: dict[tuple[str, str], dict] = field(default_factory=dict)  # (sub, ses) → info
+    warnings: list[str] = field(default_factory=list)  # shown at planning time and in the report
 
 
 def series_key(uid: str, stack_index: int) -> str:
@@ -107,20 +116,55 @@ def with_default_provenance(rows: pd.DataFrame) -> pd.DataFrame:
     return rows.assign(provenance=rows["provenance"].where(rows["provenance"] != "", "RawRecon"))
 
 
-def apply_filters(rows: pd.DataFrame, cfg: dict) -> tuple[pd.DataFrame, list[dict], dict[str, int]]:
-    """Intent and provenance filters, in the export page's order.
+def _removed_record(r: dict, status: str, reason: str) -> dict:
+    return {
+        **{k: r.get(k, "") for k in EXCLUDED_COLUMNS},
+        "line": r["_line"],
+        "stack_index": r.get("stack_index") or "0",
+        "status": status,
+        "reason": reason,
+    }
 
-    Returns the kept rows, one record per removed row, and how many each filter removed.
-    """
+
+def classifier_exclusions(rows: pd.DataFrame, cfg: dict) -> tuple[pd.DataFrame, list[dict], dict[str, int]]:
+    """What the classifier itself rules out: ``excluded`` rows and (unless
+    ``include_manual_review``) rows it flagged for manual review. A ``localizer = 1``
+    row is a localizer whatever its intent says, for the filters too."""
     rows = with_default_provenance(rows)
+    if "localizer" in rows.columns:
+        rows = rows.assign(directory_type=rows["directory_type"].where(rows["localizer"] != "1", "localizer"))
+    reasons = rows["manual_review_reasons_csv"] if "manual_review_reasons_csv" in rows.columns else pd.Series("", index=rows.index)
+    removed: list[dict] = []
+    counts = {"classifier (excluded)": 0, "manual review": 0}
+    excluded = rows["directory_type"] == "excluded"
+    for r, why in zip(rows[excluded].to_dict("records"), reasons[excluded]):
+        removed.append(_removed_record(r, "excluded", "classifier: directory_type excluded" + (f" ({why})" if why else "")))
+    counts["classifier (excluded)"] = int(excluded.sum())
+    rows, reasons = rows[~excluded], reasons[~excluded]
+    if "manual_review_required" in rows.columns and not cfg.get("include_manual_review"):
+        review = rows["manual_review_required"] == "1"
+        for r, why in zip(rows[review].to_dict("records"), reasons[review]):
+            removed.append(_removed_record(
+                r, "excluded", f"manual review required: {why or 'no reason given'} (include_manual_review: true exports it)"
+            ))  # fmt: skip
+        counts["manual review"] = int(review.sum())
+        rows = rows[~review]
+    return rows, removed, counts
+
+
+def apply_filters(rows: pd.DataFrame, cfg: dict) -> tuple[pd.DataFrame, list[dict], dict[str, int]]:
+    """The classifier's own exclusions, then the intent and provenance filters in
+    the export page's order.
+
+    Returns the kept rows, one record per removed row, and how many each step removed.
+    """
+    rows, removed, counts = classifier_exclusions(rows, cfg)
     steps = [
         ("include_intents", "directory_type", lambda v, allowed: v in allowed),
         ("exclude_intents", "directory_type", lambda v, banned: v not in banned),
         ("include_provenance", "provenance", lambda v, allowed: v in allowed),
         ("exclude_provenance", "provenance", lambda v, banned: v not in banned),
     ]
-    removed: list[dict] = []
-    counts: dict[str, int] = {}
     for name, column, keep in steps:
         values = cfg.get(name)
         if values is None or (name.startswith("include") and not values):
@@ -129,16 +173,7 @@ def apply_filters(rows: pd.DataFrame, cfg: dict) -> tuple[pd.DataFrame, list[dic
         mask = rows[column].map(lambda v: keep(v, set(values))).astype(bool)
         gone = rows[~mask]
         counts[name] = len(gone)
-        for r in gone.to_dict("records"):
-            removed.append(
-                {
-                    **{k: r.get(k, "") for k in EXCLUDED_COLUMNS},
-                    "line": r["_line"],
-                    "stack_index": r.get("stack_index") or "0",
-                    "status": "excluded",
-                    "reason": f"{name}: {column}={r[column]!r}",
-                }
-            )
+        removed += [_removed_record(r, "excluded", f"{name}: {column}={r[column]!r}") for r in gone.to_dict("records")]
         rows = rows[mask]
     return rows, removed, counts
 
@@ -149,6 +184,8 @@ def nothing_to_export_message(table: pd.DataFrame, counts: dict[str, int], cfg: 
     for name, n in counts.items():
         if cfg.get(name):
             lines.append(f"  {name} = {list(cfg[name])} removed {n} row(s)")
+        elif name not in cfg and n:
+            lines.append(f"  {name} removed {n} row(s)")
     lines.append("  intents in the table: " + _value_counts(table["directory_type"]))
     lines.append("  provenances in the table: " + _value_counts(prov))
     lines.append("Check that sorting/classification completed, and loosen include_/exclude_ filters to match these values.")
@@ -223,8 +260,13 @@ def build_plan(
     dicom_root: Path,
     identifiers: pd.DataFrame | None = None,
     table_path: str = "series table",
+    image_facts: Callable[[dict], "probe.ImageFacts | None"] | None = None,
 ) -> Plan:
-    """The whole export plan, from validated rows and the resolved config."""
+    """The whole export plan, from validated rows and the resolved config.
+
+    ``image_facts(row)`` (see :mod:`bidsport.probe`) tells what a fieldmap series'
+    images are; without it, the classification alone names fieldmaps.
+    """
     rows, excluded, counts = apply_filters(table, cfg)
     if rows.empty:
         raise NothingToExport(nothing_to_export_message(table, counts, cfg))
@@ -252,35 +294,40 @@ def build_plan(
 
     stacks = Counter(r["series_instance_uid"] for r in records)
     symri = bool(cfg.get("symri_subfolder", True))
+    plan_warnings: list[str] = []
     for r in records:
+        r["_n_stacks"] = stacks[r["series_instance_uid"]]
+        r["_warnings"] = []
         r["_name"] = naming.name_series(r, symri_subfolder=symri)
+        r["_kinds"] = _sibling_kinds(r["_name"], r)
+    if image_facts is not None:
+        _images_have_the_last_word(records, image_facts)
+    _tell_classifications_apart(records)
+    plan_warnings += _unknown_value_warnings(records, table_path)
 
     # Run numbers: within (subject, session, folder, name), by acquisition time;
-    # magnitude/phase siblings of one acquisition share one run number.
-    groups: dict[tuple, dict[str, tuple]] = defaultdict(dict)
-    kinds: dict[str, set[str]] = {}
+    # magnitude/phase siblings of one acquisition share one run number. Each stack
+    # of a multi-stack series is an acquisition of its own.
+    groups: dict[tuple, dict[tuple, tuple]] = defaultdict(dict)
     for r in records:
-        gkey = _run_group(r)
-        uid = r["series_instance_uid"]
-        order = _time_order(r)
-        groups[gkey][uid] = min(order, groups[gkey].get(uid, order))
-        kinds.setdefault(uid, set()).update(_sibling_kinds(r["_name"], r))
+        groups[_run_group(r)][_member(r)] = _time_order(r)
     run_of: dict[tuple, int | None] = {}
+    kinds = {_member(r): r["_kinds"] for r in records}
     for gkey, members in groups.items():
         acquisitions: list[set[str]] = []  # the kinds each acquisition already holds
-        index_of: dict[str, int] = {}
-        for uid in sorted(members, key=members.get):
-            if not acquisitions or acquisitions[-1] & kinds[uid]:
+        index_of: dict[tuple, int] = {}
+        for member in sorted(members, key=members.get):
+            if not acquisitions or acquisitions[-1] & kinds[member]:
                 acquisitions.append(set())
-            acquisitions[-1] |= kinds[uid]
-            index_of[uid] = len(acquisitions)
-        for uid, i in index_of.items():
-            run_of[(gkey, uid)] = i if len(acquisitions) > 1 else None
+            acquisitions[-1] |= kinds[member]
+            index_of[member] = len(acquisitions)
+        for member, i in index_of.items():
+            run_of[(gkey, member)] = i if len(acquisitions) > 1 else None
 
     entries: list[PlanEntry] = []
     for r in records:
         n: naming.SeriesName = r["_name"]
-        run = run_of[(_run_group(r), r["series_instance_uid"])]
+        run = run_of[(_run_group(r), _member(r))]
         stem = naming.stem(r["_subject"], r["_session"], n.entities, n.suffix, n.tail, run)
         folder = _folder(layout, r["_subject"], r["_session"], n)
         nifti_formats = [f for f in formats if f in NIFTI_FORMATS]
@@ -322,6 +369,8 @@ def build_plan(
                 nifti_dir=nifti_dir,
                 dicom_dir=dicom_dir,
                 source=str(resolve_dicom_path(r["dicom_path"], dicom_root).absolute()),
+                multi_suffix=n.multi_suffix,
+                warnings=r["_warnings"],
             )
         )
     sessions = {}
@@ -333,7 +382,8 @@ def build_plan(
     # A bad fieldmap_links_table stops here, before any export.
     bids_nifti = layout == "bids" and any(f in NIFTI_FORMATS for f in formats)
     fieldmaps.check_plan_links(cfg, entries, excluded, bids_nifti=bids_nifti)
-    return Plan(entries=entries, excluded=excluded, subjects=labels, fallbacks=fallbacks, sessions=sessions)
+    return Plan(entries=entries, excluded=excluded, subjects=labels, fallbacks=fallbacks, sessions=sessions,
+                warnings=plan_warnings)  # fmt: skip
 
 
 def _subject_source(cfg: dict, code: str, fallbacks: list[str]) -> str:
@@ -351,10 +401,14 @@ def _run_group(r: dict) -> tuple:
     return (r["_subject"], r["_session"], n.datatype, n.subfolder, entities, suffix, n.tail)
 
 
+def _member(r: dict) -> tuple[str, int]:
+    return (r["series_instance_uid"], int(r.get("stack_index") or 0))
+
+
 def _sibling_kinds(n: naming.SeriesName, r: dict) -> set[str]:
     """What a series contributes to one acquisition; a repeat starts the next run."""
     if n.role == "fmap":
-        constructs = set(naming._csv(r.get("construct_csv")))
+        constructs = set(vocabulary.split_list(r.get("construct_csv")))
         if n.suffix == "fieldmap" or {"Magnitude", "Phase"} <= constructs:
             return {"magnitude", "phase"}
         return {"phase"} if n.suffix == "phasediff" else {"magnitude"}
@@ -362,6 +416,119 @@ def _sibling_kinds(n: naming.SeriesName, r: dict) -> set[str]:
     # A series without ``part`` may hold magnitude and phase images (dcm2niix
     # ``_ph`` outputs become part-phase): it pairs with nothing.
     return {part} if part else {"image", "mag", "phase", "real", "imag"}
+
+
+def _images_have_the_last_word(records: list[dict], image_facts) -> None:
+    """Fieldmaps are paired, numbered and given ``dir-`` by what their images are."""
+    fieldmaps_ = [r for r in records if r["_name"].role in ("fmap", "epi")]
+    # Probes are dcm2niix runs (I/O and process start-up): a few at once.
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        all_facts = list(pool.map(image_facts, fieldmaps_))
+    for r, facts in zip(fieldmaps_, all_facts):
+        n: naming.SeriesName = r["_name"]
+        if facts is None:
+            if n.role == "epi" and not n.entity("dir"):
+                r["_warnings"].append("no phase_encoding_direction in the table and the images could not be read: named without dir-")
+            continue
+        if n.role == "epi":
+            table_dir = n.entity("dir")
+            if facts.pe_dir and table_dir and facts.pe_dir != table_dir:
+                r["_warnings"].append(
+                    f"phase_encoding_direction {table_dir} in the table, but the images encode {facts.pe_dir} "
+                    f"(PhaseEncodingDirection {facts.pe_direction}): named dir-{facts.pe_dir}, by the images"
+                )
+            if facts.pe_dir:
+                r["_name"] = n.with_entity("dir", facts.pe_dir)
+                r["_name"] = replace(r["_name"], entities=naming._ordered(dict(r["_name"].entities)))
+            elif not table_dir:
+                r["_warnings"].append(
+                    "no phase_encoding_direction in the table and " + (facts.note or "the images do not say") + ": named without dir-"
+                )
+            continue
+        seen = set(facts.kinds)
+        image_kinds = {"magnitude", "phase"} if "fieldmap" in seen or seen >= {"magnitude", "phase"} else seen
+        if not image_kinds or image_kinds == r["_kinds"]:
+            continue
+        suffix = "fieldmap" if "fieldmap" in seen else "phasediff" if image_kinds == {"phase"} else "magnitude"
+        said = "/".join(sorted(r["_kinds"]))
+        r["_warnings"].append(
+            f"classified as a fieldmap {said} series ({r.get('construct_csv') or 'no construct'}), but its images are "
+            f"{'/'.join(sorted(seen))}: paired and named by the images"
+        )
+        r["_name"] = replace(n, suffix=suffix)
+        r["_kinds"] = image_kinds
+
+
+# The classification axes a name may have to show, in the order their labels join ``acq``.
+_AXES = ("technique", "modifiers", "constructs", "provenance", "acceleration")
+# Told apart already by part-/fieldmap suffixes, or shown by an entity of their own.
+_SHOWN_CONSTRUCTS = {"Magnitude", "Phase", "Real", "Imaginary", "B0map"} | set(mapping.CONSTRUCT_ENTITIES)
+
+
+def _axis_values(r: dict) -> dict[str, tuple[str, ...]]:
+    c = mapping.Classification.from_row(r)
+    if r["_name"].role == "fmap":  # its images, not its construct words, pair a fieldmap
+        c = replace(c, constructs=frozenset())
+    return {
+        "technique": (c.technique,) if c.technique else (),
+        "modifiers": tuple(m for m in vocabulary.MODIFIERS if m in c.modifiers) + tuple(sorted(c.modifiers - set(vocabulary.MODIFIERS))),
+        "constructs": tuple(sorted(c.constructs - _SHOWN_CONSTRUCTS)),
+        "provenance": (c.provenance,) if c.provenance != "RawRecon" else (),
+        "acceleration": tuple(sorted(c.acceleration)),
+        "base": (c.base,),
+    }
+
+
+def _tell_classifications_apart(records: list[dict]) -> None:
+    """The naming principle: series whose classifications differ never share a name
+    (told apart by ``run-`` only). Where they would, the axes on which they differ
+    (technique, modifiers, …) are added to ``acq``; repeats keep sharing a name."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in records:
+        groups[_run_group(r)].append(r)
+    for members in groups.values():
+        values = [_axis_values(r) for r in members]
+        signatures = {tuple(v.items()) for v in values}
+        if len(signatures) < 2:
+            continue
+        differing = [axis for axis in (*_AXES, "base") if len({v[axis] for v in values}) > 1]
+        for r, v in zip(members, values):
+            tokens = [t for axis in differing for t in v[axis]]
+            if tokens:
+                n: naming.SeriesName = r["_name"]
+                label = naming._join_labels([n.entity("acq") or "", *tokens] if n.entity("acq") else tokens)
+                r["_name"] = replace(n, entities=naming._ordered({**dict(n.entities), "acq": label}))
+        # A last resort, should two different classifications still meet on one name.
+        by_name: dict[tuple, set] = defaultdict(set)
+        for r, v in zip(members, values):
+            by_name[_run_group(r)].add(tuple(v.items()))
+        for r, v in zip(members, values):
+            if len(by_name[_run_group(r)]) > 1:
+                digest = hashlib.sha1(repr(sorted(v.items())).encode()).hexdigest()[:4]
+                n = r["_name"]
+                label = naming._join_labels([n.entity("acq") or "", f"c{digest}"] if n.entity("acq") else [f"c{digest}"])
+                r["_name"] = replace(n, entities=naming._ordered({**dict(n.entities), "acq": label}))
+
+
+def _unknown_value_warnings(records: list[dict], table_path: str) -> list[str]:
+    """One warning per (column, value) outside the vocabulary, naming its lines and names."""
+    by_line = {int(r["_line"]): r for r in records}
+    warnings = []
+    for (column, value), lines in sorted(vocabulary.unknown_values(records).items()):
+        names = []
+        for line in lines:
+            r = by_line[line]
+            n: naming.SeriesName = r["_name"]
+            names.append(naming.stem("X", None, n.entities, n.suffix, n.tail).removeprefix("sub-X_"))
+        shown = ", ".join(dict.fromkeys(names[:3])) + (" …" if len(set(names)) > 3 else "")
+        text = (
+            f"{Path(table_path).name}: unknown {column} value {value!r} on line{'s' if len(lines) > 1 else ''} "
+            f"{', '.join(map(str, lines))} — named as {shown}"
+        )
+        warnings.append(text)
+        for line in lines:
+            by_line[line]["_warnings"].append(f"unknown {column} value {value!r} (not in the classifier's vocabulary): named as {names[lines.index(line)]}")
+    return warnings
 
 
 def _formats(cfg: dict) -> list[str]:
@@ -412,6 +579,7 @@ def write_plan(plan: Plan, plan_tsv: Path, spec_dir: Path, excluded_tsv: Path, o
         d = asdict(e)
         d["formats"] = ",".join(e.formats)
         d["raw_bids"] = "" if e.subfolder or e.tail else "yes"
+        d["warnings"] = " | ".join(e.warnings)
         rows.append({k: ("" if d.get(k) is None else d.get(k)) for k in PLAN_COLUMNS})
     write_if_changed(plan_tsv, _tsv(rows, PLAN_COLUMNS))
     write_if_changed(excluded_tsv, _tsv(plan.excluded, EXCLUDED_COLUMNS))

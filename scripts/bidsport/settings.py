@@ -17,6 +17,7 @@ PATH_KEYS = (
 PLANNING_KEYS = (
     "output_mode", "layout", "include_intents", "exclude_intents", "include_provenance",
     "exclude_provenance", "overwrite", "subject_identifier_source", "symri_subfolder", "lenient",
+    "include_manual_review",
 )  # fmt: skip
 
 

@@ -70,9 +70,15 @@ def _suffix_and_entities(stem: str) -> tuple[str, dict[str, str]]:
     return parts[-1], ents
 
 
-def fix_sidecars(spec: dict, moves: list[tuple[Path, str]]) -> list[str]:
-    """Add what bidsport knows to each sidecar in scratch; return warnings."""
+def fix_sidecars(spec: dict, moves: list[tuple[Path, str]]) -> tuple[list[str], set[str]]:
+    """Add what bidsport knows to each sidecar in scratch.
+
+    Returns the warnings and the stems (destination without extension) whose sidecar
+    still lacks keys the schema requires: the dataset step lists those files in
+    .bidsignore (exported, never dropped), as the report says.
+    """
     warnings: list[str] = []
+    incomplete: set[str] = set()
     for src, rel in moves:
         if not rel.endswith(".json"):
             continue
@@ -98,7 +104,8 @@ def fix_sidecars(spec: dict, moves: list[tuple[Path, str]]) -> list[str]:
             continue  # not raw BIDS: the schema's rules do not apply
         missing = missing_required(spec["datatype"], suffix, data)
         if missing and not (suffix == "phasediff" and set(missing) <= {"EchoTime1", "EchoTime2"}):
-            warnings.append(f"{rel}: sidecar lacks required {', '.join(missing)}")
+            warnings.append(f"{rel}: sidecar lacks required {', '.join(missing)}: listed in .bidsignore")
+            incomplete.add(rel[: -len(".json")])
         elif missing:
             warnings.append(f"{rel}: sidecar lacks {', '.join(missing)} (filled from the magnitude images if found)")
-    return warnings
+    return warnings, incomplete
