@@ -378,6 +378,10 @@ def test_bad_field_values_are_rejected_beside_their_field(browser, start_server,
     page.once("dialog", lambda dialog: (messages.append(dialog.message), dialog.dismiss()))
     start.click()
     expect(page.locator("#error-overwrite")).to_have_text("")
+    for _ in range(100):  # the question comes once the server accepted the folder
+        if messages:
+            break
+        page.wait_for_timeout(100)
     assert messages and str(out) in messages[0] and "empty" in messages[0]
     assert list(out.iterdir()) == []  # nothing was written
     assert server.request("GET", "/api/exports", {"Cookie": f"bidsport_token_{server.port}={server.token}"})[2] == "[]"

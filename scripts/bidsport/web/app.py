@@ -78,7 +78,7 @@ class TokenGuard:
 
 def create_app(defaults: dict, token: str, state_dir: Path, cores: int, cookie_name: str = "bidsport_token") -> Starlette:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
-    cache = cohorts.CohortCache(defaults)
+    cache = cohorts.CohortCache(defaults, Path(state_dir) / "cohorts")
     runner = Runner(state_dir, cores)
 
     def cohort_or_error(ident: str) -> tuple[cohorts.Cohort | None, str | None]:

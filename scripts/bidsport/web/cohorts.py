@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +16,9 @@ from ..plan import with_default_provenance
 
 # Config keys only the page reads: never written into an export's config.
 WEB_ONLY_KEYS = ("series_tables",)
+# Keys a database cohort replaces (nils_db reads them from the database).
+TABLE_KEYS = ("series_table", "subjects_table", "subject_identifiers_table", "instances_table")
+DB_REFRESH_SECONDS = 60
 
 
 @dataclass
@@ -62,9 +67,10 @@ def database_cohorts(defaults: dict) -> tuple[list[str], str | None]:
     except ImportError:
         return [], "this bidsport has no database support (bidsport.nils_db is missing)"
     try:
-        return [str(c) for c in nils_db.list_cohorts(url)], None
+        found = nils_db.list_cohorts(url)  # [{"name", "n_subjects"}]
     except Exception as exc:  # noqa: BLE001 - shown to the user, never a crash
         return [], f"cannot list the database's cohorts: {_without_secrets(str(exc), url)}"
+    return [str(c["name"]) if isinstance(c, dict) else str(c) for c in found], None
 
 
 def _without_secrets(text: str, url: str) -> str:
@@ -86,8 +92,9 @@ def choices(defaults: dict) -> tuple[list[dict], str | None]:
 class CohortCache:
     """Loaded cohorts, re-read when a table file changes (keyed by its mtime)."""
 
-    def __init__(self, defaults: dict):
+    def __init__(self, defaults: dict, snapshot_dir: Path):
         self.defaults = defaults
+        self.snapshot_dir = Path(snapshot_dir)
         self._lock = threading.Lock()
         self._cache: dict[tuple, Cohort] = {}
 
@@ -108,7 +115,9 @@ class CohortCache:
             return self._cache[key]
 
     def _version(self, ident: str) -> tuple:
-        paths = [ident[len("table:"):]] if ident.startswith("table:") else []
+        if ident.startswith("db:"):
+            return (int(time.time() // DB_REFRESH_SECONDS),)  # a database has no mtime: re-read now and then
+        paths = [ident[len("table:"):]]
         paths.append(self.defaults.get("subject_identifiers_table") or "")
         return tuple(Path(p).stat().st_mtime_ns if p and Path(p).exists() else 0 for p in paths)
 
@@ -122,17 +131,28 @@ class CohortCache:
                 raise CohortError(str(exc)) from exc
             rows, skipped, label = loaded.rows, loaded.skipped, f"Series table {path}"
         else:
-            name = ident[len("db:"):]
-            url = self.defaults["nils_database_url"]
-            from .. import nils_db
-
-            try:
-                loaded = nils_db.load_cohort(url, name, dicom_root)
-            except Exception as exc:  # noqa: BLE001
-                raise CohortError(_without_secrets(str(exc), url)) from exc
-            rows = getattr(loaded, "rows", loaded)
-            skipped, label, path = list(getattr(loaded, "skipped", [])), f"Database cohort {name}", f"database cohort {name}"
+            rows, skipped, label, path = self._read_database(ident[len("db:"):], dicom_root, lenient)
         return Cohort(ident, label, rows, path, skipped, self._id_types())
+
+    def _read_database(self, name: str, dicom_root: str, lenient: bool):
+        """The cohort as the workflow will see it: nils_db reads it, and its snapshot
+        (the series-table contract) is checked by the same table loader."""
+        url = self.defaults["nils_database_url"]
+        from .. import nils_db
+
+        try:
+            loaded = nils_db.load_cohort(url, name, dicom_root)
+        except Exception as exc:  # noqa: BLE001 - shown beside the cohort field
+            raise CohortError(_without_secrets(str(exc), url)) from exc
+        series = loaded[0] if isinstance(loaded, tuple) else loaded
+        self.snapshot_dir.mkdir(parents=True, exist_ok=True)
+        snapshot = self.snapshot_dir / f"{hashlib.sha1(name.encode()).hexdigest()[:12]}.tsv"
+        series.drop(columns=["_line"], errors="ignore").to_csv(snapshot, sep="\t", index=False)
+        try:
+            checked = table.load_series_table(snapshot, dicom_root, lenient=lenient)
+        except table.TableError as exc:
+            raise CohortError(str(exc).replace(str(snapshot), f"database cohort {name}")) from exc
+        return checked.rows, checked.skipped, f"Database cohort {name}", f"database cohort {name}"
 
     def _id_types(self) -> list[str]:
         ids = table.load_identifiers_table(self.defaults.get("subject_identifiers_table"))

@@ -19,7 +19,7 @@ import yaml
 from .. import safety, settings
 from ..plan import NIFTI_FORMATS, NothingToExport, apply_filters, build_plan
 from ..table import SCHEMA_DIR, TableError
-from .cohorts import WEB_ONLY_KEYS, Cohort
+from .cohorts import TABLE_KEYS, WEB_ONLY_KEYS, Cohort
 
 FORMATS = ("dcm", "nii", "nii.gz")
 FILTERS = ("include_intents", "exclude_intents", "include_provenance", "exclude_provenance")
@@ -60,7 +60,8 @@ def build_config(form: dict, defaults: dict, cohort_ident: str) -> dict:
         cfg.pop("nils_cohort", None)
         cfg.pop("nils_database_url", None)
     elif cohort_ident.startswith("db:"):
-        cfg.pop("series_table", None)
+        for key in TABLE_KEYS:  # the database replaces the tables (never both)
+            cfg.pop(key, None)
         cfg["nils_cohort"] = cohort_ident[len("db:"):]
     output = str(form.get("output_dir") or "").strip()
     cfg["output_dir"] = str(Path(output).expanduser().absolute()) if output else ""
