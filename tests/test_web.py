@@ -200,15 +200,12 @@ def assert_no_partial_file(output: Path):
 
 def test_export_from_the_page(browser, start_server, cohort, tmp_path):
     from playwright.sync_api import expect
-    t0 = time.monotonic()
-    mark = lambda what: print(f"{time.monotonic() - t0:6.1f} s {what}")
 
     server = start_server(dcm2niix_path=slow_dcm2niix(tmp_path, 0.3), qc_snapshots=True, convert_timeout=600)
     page = open_page(browser, server)
     out = tmp_path / "bids"
-    fill_form(page, cohort, out)
+    fill_form(page, cohort, out, workers="2")
 
-    mark('page.get_by_role("button", nam')
     page.get_by_role("button", name="Preview").click()
     plan = page.locator("#preview-plan tbody tr")
     expect(plan).to_have_count(4)
@@ -217,7 +214,6 @@ def test_export_from_the_page(browser, start_server, cohort, tmp_path):
     expect(page.locator("#preview-removed")).to_contain_text("exclude_provenance: removed 1 series")
     assert not out.exists()  # a preview writes nothing
 
-    mark('page.get_by_role("button", nam')
     page.get_by_role("button", name="Start export").click()
     seen = watch_until_end(page)
     expect(page.get_by_role("status")).to_contain_text("finished")
@@ -226,35 +222,29 @@ def test_export_from_the_page(browser, start_server, cohort, tmp_path):
     expect(page.locator("#summary")).to_contain_text("exported4")
     expect(page.locator("#log")).to_contain_text("steps (100%) done")
 
-    mark('# The saved config')
     # The saved config reproduces the export from the command line, file for file.
     saved = yaml.safe_load((out / "code/bidsport/config.yaml").read_text())
     assert saved["output_dir"] == str(out) and Path(saved["series_table"]).is_absolute()
-    assert saved["exclude_provenance"] == ["SyMRI"] and saved["convert_workers"] == 1
+    assert saved["exclude_provenance"] == ["SyMRI"] and saved["convert_workers"] == 2
     assert saved["dcm2niix_path"].endswith("slow-dcm2niix") and saved["convert_timeout"] == 600  # passed through
     cli = tmp_path / "cli"
     cli.mkdir()
     (cli / "config.yaml").write_text(yaml.safe_dump({**saved, "output_dir": str(cli / "bids")}))
     run_workflow(cli, cli / "config.yaml")
-    mark('assert checksums(out)')
     assert checksums(out) == checksums(cli / "bids")
     assert {r["status"] for r in read_report(out)} == {"exported", "excluded"}
 
-    mark('page.get_by_role("link", name=')
     page.get_by_role("link", name="Export report").click()
     expect(page.get_by_role("heading", name="Export report")).to_be_visible()
     expect(page.locator("table.report")).to_contain_text("sub-P001_ses-M00_T1w.nii.gz")
     page.go_back()
-    mark('page.get_by_role("link", name=')
     page.get_by_role("link", name="Validation").click()
     expect(page.get_by_role("status")).to_contain_text("reports 0 errors", timeout=LONG)
     assert validator_issues(out)["errors"] == []
     assert (out / "code/bidsport/validation.json").exists()
     page.go_back()
-    mark('page.get_by_role("link", name=')
     page.get_by_role("link", name="QC report").click()
     expect(page).to_have_title("Snakemake Report", timeout=LONG)
-    mark('page.goto(server.base + "/")\n ')
     page.goto(server.base + "/")
     expect(page.locator("#history-table")).to_contain_text("finished")
     assert page.js_errors == []
