@@ -376,3 +376,49 @@ def test_bad_field_values_are_rejected_beside_their_field(browser, start_server,
     assert list(out.iterdir()) == []  # nothing was written
     assert server.request("GET", "/api/exports", {"Cookie": f"bidsport_token_{server.port}={server.token}"})[2] == "[]"
     assert page.js_errors == []
+
+
+def test_one_export_per_folder_several_folders_at_once(start_server, cohort, tmp_path):
+    import json
+
+    server = start_server(dcm2niix_path=slow_dcm2niix(tmp_path, 1.0))
+    status, headers, _ = server.request("GET", f"/?token={server.token}")
+    own = {"Cookie": headers["set-cookie"].split(";")[0], "Origin": server.base, "Content-Type": "application/json"}
+
+    def start(folder: str):
+        form = {"cohort": f"table:{cohort / 'series_table.tsv'}", "output_dir": str(tmp_path / folder), "formats": ["nii.gz"],
+                "layout": "bids", "include_intents": ["anat", "func"], "overwrite": "skip", "convert_workers": "1", "copy_workers": "1"}  # fmt: skip
+        status, _, text = server.request("POST", "/api/exports", own, json.dumps(form))
+        return status, json.loads(text)
+
+    first, second = start("a"), start("b")
+    assert first[0] == 200 and second[0] == 200, (first, second)
+    status, again = start("a")
+    assert status == 409 and "already running" in again["errors"]["output_dir"]
+    running = json.loads(server.request("GET", "/api/exports", own)[2])
+    assert sorted(e["status"] for e in running) == ["running", "running"]
+    for exp in (first[1]["export"], second[1]["export"]):
+        assert server.request("POST", f"/api/exports/{exp['id']}/cancel", own, "{}")[0] == 200
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        ended = json.loads(server.request("GET", "/api/exports", own)[2])
+        if all(e["status"] == "cancelled" for e in ended):
+            break
+        time.sleep(0.5)
+    assert [e["status"] for e in ended] == ["cancelled", "cancelled"]
+    assert all("cancelled" in e["status_text"] for e in ended)
+
+    # A run from elsewhere (the command line) holds the folder's lock: refused beside the field.
+    (tmp_path / "c/.bidsport").mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from bidsport.safety import lock_output; "
+         f"lock_output(Path({str(tmp_path / 'c')!r})); print('locked', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        status, refused = start("c")
+        assert status == 400 and "another bidsport run is exporting to" in refused["errors"]["output_dir"]
+    finally:
+        holder.kill()
+        holder.wait()
