@@ -19,7 +19,7 @@ from starlette.templating import Jinja2Templates
 
 from ..plan import NIFTI_FORMATS, NothingToExport, build_plan
 from ..settings import resolve_paths
-from ..table import TableError, load_identifiers_table
+from ..table import TableError
 from . import cohorts, form
 from .runner import ENDED, Export, Runner
 
@@ -221,7 +221,7 @@ def create_app(defaults: dict, token: str, state_dir: Path, cores: int, cookie_n
     def planned_parts(checked: form.Checked, cohort: cohorts.Cohort) -> list[str]:
         """The series jobs of the run (the progress bar's total), by the same planner."""
         cfg = resolve_paths(checked.config)
-        identifiers = load_identifiers_table(cfg.get("subject_identifiers_table"))
+        identifiers = cohort.identifiers(cfg)
         plan = build_plan(cohort.rows, cfg, dicom_root=Path(cfg["dicom_root"]), identifiers=identifiers, table_path=cohort.table_path)
         parts = []
         for e in plan.entries:

@@ -8,6 +8,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
@@ -31,6 +32,15 @@ class Cohort:
     table_path: str
     skipped: list[dict] = field(default_factory=list)
     id_types: list[str] = field(default_factory=list)
+    # Database cohorts: the identifiers of one id type, read from the database.
+    identifiers_for: Callable[[str], pd.DataFrame] | None = None
+
+    def identifiers(self, cfg: dict) -> pd.DataFrame | None:
+        """The alternative identifiers the plan needs (build_plan's ``identifiers``)."""
+        if self.identifiers_for is None:
+            return table.load_identifiers_table(cfg.get("subject_identifiers_table"))
+        source = str(cfg.get("subject_identifier_source", "subject_code"))
+        return None if source == "subject_code" else self.identifiers_for(source)
 
     def counts(self) -> dict:
         """Series by intent x provenance (the page's cohort table)."""
@@ -131,8 +141,25 @@ class CohortCache:
                 raise CohortError(str(exc)) from exc
             rows, skipped, label = loaded.rows, loaded.skipped, f"Series table {path}"
         else:
-            rows, skipped, label, path = self._read_database(ident[len("db:"):], dicom_root, lenient)
+            name = ident[len("db:"):]
+            rows, skipped, label, path = self._read_database(name, dicom_root, lenient)
+            configured = str(self.defaults.get("subject_identifier_source") or "subject_code")
+            id_types = [] if configured == "subject_code" else [configured]
+            return Cohort(ident, label, rows, path, skipped, id_types, self._database_identifiers(name, dicom_root))
         return Cohort(ident, label, rows, path, skipped, self._id_types())
+
+    def _database_identifiers(self, name: str, dicom_root: str) -> Callable[[str], pd.DataFrame]:
+        url = self.defaults["nils_database_url"]
+
+        def read(id_type: str) -> pd.DataFrame:
+            from .. import nils_db
+
+            try:
+                return nils_db.load_cohort(url, name, dicom_root, id_type=id_type)[3]
+            except Exception as exc:  # noqa: BLE001 - e.g. an unknown id type, shown in the preview
+                raise CohortError(_without_secrets(str(exc), url)) from exc
+
+        return read
 
     def _read_database(self, name: str, dicom_root: str, lenient: bool):
         """The cohort as the workflow will see it: nils_db reads it, and its snapshot

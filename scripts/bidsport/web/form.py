@@ -163,20 +163,18 @@ def filter_counts(cohort: Cohort, form: dict, defaults: dict) -> dict:
 
 def preview(checked: Checked, cohort: Cohort) -> dict:
     """The plan of an export, computed in-process by bidsport.plan; writes nothing."""
-    from ..table import load_identifiers_table
-
     cfg = settings.resolve_paths(checked.config)
     result: dict = {"rows": [], "removed": {}, "excluded": [], "warnings": [], "errors": []}
     rows, _, removed = apply_filters(cohort.rows, cfg)
     result["removed"] = removed
     result["kept"], result["total"] = int(len(rows)), int(len(cohort.rows))
     try:
-        identifiers = load_identifiers_table(cfg.get("subject_identifiers_table"))
+        identifiers = cohort.identifiers(cfg)
         plan = build_plan(cohort.rows, cfg, dicom_root=Path(cfg["dicom_root"]), identifiers=identifiers, table_path=cohort.table_path)
     except NothingToExport as exc:
         result["errors"].append(str(exc))
         return result
-    except (TableError, ValueError) as exc:
+    except (TableError, ValueError) as exc:  # CohortError is a ValueError
         result["errors"].append(str(exc))
         return result
     for e in plan.entries:
