@@ -226,7 +226,10 @@ class Runner:
         # overwrite: clean empties the output folder, config included: put it back.
         if not Path(export.config_path).exists():
             write_config(export, config)
-        export.counts, export.failed = read_report(export.output)
+        # The report counts only if this run wrote it (a cancelled run may not have).
+        report = export.output / "code" / "bidsport" / "export_report.tsv"
+        if report.exists() and report.stat().st_mtime >= dt.datetime.fromisoformat(export.started).timestamp() - 1:
+            export.counts, export.failed = read_report(export.output)
         if export.status == "cancelling":
             export.status = "cancelled"
         elif code == 0:
