@@ -187,6 +187,10 @@ async function cancel() {
 }
 
 function renderHistory(list) {
+  if (!list.length) {
+    $("history-table").querySelector("tbody").replaceChildren(el("tr", {}, el("td", { colspan: "6", text: "No exports yet." })));
+    return;
+  }
   $("history-table").querySelector("tbody").replaceChildren(...list.map((e) => el("tr", {},
     el("td", { text: e.started.replace("T", " ") }), el("td", { text: e.cohort }), el("td", {}, el("code", { text: e.output_dir })),
     el("td", { text: e.status }), el("td", { text: Object.entries(e.counts).map(([k, n]) => `${k} ${n}`).join(", ") }),
