@@ -4,9 +4,9 @@ The page writes ``<output>/code/bidsport/config.yaml`` (absolute paths) and runs
 ``python -m snakemake -s <repo>/Snakefile -d <work dir> --configfile <it> --cores N``
 in its own session, so closing the browser (or the terminal's Ctrl-C) never reaches
 it. Progress is the number of per-series manifests this run's plan expects that are
-present and newer than their spec. Cancel sends SIGINT to the process group
-(Snakemake then stops its jobs and removes their incomplete outputs; files reach
-their final names only when complete), then SIGTERM and SIGKILL if it lingers.
+present and newer than their spec. Cancel sends SIGTERM to Snakemake (graceful: no
+new job, the running series finish), then SIGINT to the process group and SIGKILL
+if it lingers; files reach their final names only when complete either way.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from .. import safety
 REPO = Path(__file__).resolve().parents[3]
 SNAKEFILE = REPO / "Snakefile"
 ENDED = ("finished", "failed", "cancelled", "interrupted")
-CANCEL_GRACE_SECONDS = (20.0, 10.0)  # after SIGINT, then after SIGTERM
+CANCEL_GRACE_SECONDS = (30.0, 10.0)  # after SIGTERM to Snakemake, then after SIGINT to its group
 
 
 @dataclass
@@ -251,9 +251,14 @@ class Runner:
         return export
 
     async def _stop(self, proc) -> None:
-        for sig, grace in ((signal.SIGINT, CANCEL_GRACE_SECONDS[0]), (signal.SIGTERM, CANCEL_GRACE_SECONDS[1]), (signal.SIGKILL, None)):
+        """SIGTERM to Snakemake alone: it starts no new job and lets the running ones
+        finish, so no series is left half-installed. If that takes too long (a hung
+        conversion), SIGINT to the whole process group, then SIGKILL."""
+        steps = ((os.kill, signal.SIGTERM, CANCEL_GRACE_SECONDS[0]), (os.killpg, signal.SIGINT, CANCEL_GRACE_SECONDS[1]),
+                 (os.killpg, signal.SIGKILL, None))  # fmt: skip
+        for send, sig, grace in steps:
             try:
-                os.killpg(proc.pid, sig)
+                send(proc.pid, sig)
             except ProcessLookupError:
                 return
             if grace is None:
