@@ -24,3 +24,20 @@ def slurm():
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A throw-away PostgreSQL server for the module's tests (skipped, with the
+    reason, only where it cannot be installed); stopped and deleted afterwards."""
+    from pg_server import LocalPostgres, PostgresUnavailable
+
+    server = LocalPostgres()
+    try:
+        server.start()
+    except PostgresUnavailable as exc:
+        pytest.skip(f"no PostgreSQL server: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
