@@ -72,18 +72,20 @@ def browser():
 class Server:
     """A real ``bidsport-web`` process on a free port."""
 
-    def __init__(self, work: Path, cohort: Path, **config):
+    def __init__(self, work: Path, cohort: Path, env: dict | None = None, **config):
         self.work = work
         self.token = secrets.token_urlsafe(16)
         defaults = {"series_table": str(cohort / "series_table.tsv"), "dicom_root": str(cohort / "dicom"),
                     "subjects_table": str(cohort / "subjects.tsv"), **config}  # fmt: skip
         self.config = work / "web.yaml"
+        if config.get("nils_database_url"):  # a database cohort replaces the tables
+            defaults = {k: v for k, v in defaults.items() if k not in ("series_table", "subjects_table")}
         self.config.write_text(yaml.safe_dump(defaults))
         self.stderr = open(work / "server.err", "w+")
         binary = Path(sys.executable).parent / "bidsport-web"
         self.proc = subprocess.Popen(
             [str(binary), "--port", "0", f"--token={self.token}", "--config", str(self.config), "--state-dir", str(work / "state")],
-            stdout=subprocess.PIPE, stderr=self.stderr, text=True,
+            stdout=subprocess.PIPE, stderr=self.stderr, text=True, env={**os.environ, **(env or {})},
         )  # fmt: skip
         self.url = self.proc.stdout.readline().strip()
         assert self.url.startswith("http://127.0.0.1:") and self.url.endswith(f"/?token={self.token}"), self.url
@@ -111,8 +113,8 @@ class Server:
 def start_server(tmp_path, cohort):
     servers = []
 
-    def start(**config) -> Server:
-        server = Server(tmp_path, cohort, **config)
+    def start(env: dict | None = None, **config) -> Server:
+        server = Server(tmp_path, cohort, env, **config)
         servers.append(server)
         return server
 
@@ -424,3 +426,35 @@ def test_one_export_per_folder_several_folders_at_once(start_server, cohort, tmp
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_database_cohort(browser, start_server, postgres, tmp_path):
+    """With nils_database_url the page offers the database's cohorts
+    (bidsport.nils_db); the run's config names the cohort instead of a table."""
+    from playwright.sync_api import expect
+
+    from helpers import SAMPLES
+    from nils_fixture import load_samples
+
+    if not SAMPLES.exists():
+        pytest.skip(f"sample DICOMs not found at {SAMPLES}")
+    postgres.create_database("nils")
+    with postgres.admin("nils") as conn:
+        load_samples(conn, SAMPLES)
+    server = start_server(env=postgres.env, nils_database_url=postgres.url("nils"), dicom_root=str(SAMPLES))
+    page = open_page(browser, server)
+    cohorts = page.get_by_label("Cohort", exact=True)
+    expect(cohorts.locator("option")).to_have_text(["Choose a cohort…", "Database cohort other", "Database cohort study"])
+    cohorts.select_option(label="Database cohort other")
+    expect(page.locator("#counts-table")).to_contain_text("Database cohort other")
+    out = tmp_path / "bids"
+    page.get_by_label("Output directory").fill(str(out))
+    page.get_by_role("button", name="Preview").click()
+    expect(page.locator("#preview-plan tbody tr").first).to_be_visible()
+    assert not out.exists()
+    page.get_by_role("button", name="Start export").click()
+    expect(page.get_by_role("status")).to_contain_text("finished", timeout=LONG)
+    saved = yaml.safe_load((out / "code/bidsport/config.yaml").read_text())
+    assert saved["nils_cohort"] == "other" and "series_table" not in saved
+    assert postgres.env["PGPASSWORD"] not in (out / "code/bidsport/config.yaml").read_text()
+    assert validator_issues(out)["errors"] == []
