@@ -4,13 +4,11 @@ the real BIDS validator, on a small synthetic cohort (bidsport.demo_data)."""
 
 from __future__ import annotations
 
-import csv
 import gzip
 import hashlib
 import http.client
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys

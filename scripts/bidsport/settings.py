@@ -7,6 +7,7 @@ editing a key that does not change any name (``copy_workers``) re-runs nothing.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 PATH_KEYS = (
@@ -80,3 +81,22 @@ def wants_nifti(config: dict) -> bool:
 
 def wants_dicom(config: dict) -> bool:
     return "dcm" in config["_formats"]
+
+
+def workflow_dir() -> Path:
+    """The bidsport folder holding ``Snakefile`` and ``workflow/``.
+
+    ``$BIDSPORT_WORKFLOW`` if set, else the source tree this package runs from (an
+    editable install or the workflow itself), else the current folder: a plain
+    ``pip install .`` puts the package in site-packages but not the workflow.
+    """
+    env = os.environ.get("BIDSPORT_WORKFLOW")
+    candidates = [Path(env).expanduser()] if env else [Path(__file__).resolve().parents[2], Path.cwd()]
+    for folder in candidates:
+        if (folder / "Snakefile").is_file() and (folder / "workflow" / "schemas").is_dir():
+            return folder.resolve()
+    tried = ", ".join(str(c) for c in candidates)
+    raise FileNotFoundError(
+        f"cannot find bidsport's workflow (Snakefile and workflow/) in {tried}: run from the bidsport "
+        "folder or set BIDSPORT_WORKFLOW=/path/to/bidsport"
+    )

@@ -18,7 +18,11 @@ import yaml
 
 from .labels import LabelError, sanitize_label
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
+def schema_dir() -> Path:
+    """``workflow/schemas`` of the bidsport workflow (see settings.workflow_dir)."""
+    from .settings import workflow_dir
+
+    return workflow_dir() / "workflow" / "schemas"
 
 REQUIRED_SERIES_COLUMNS = ("subject_code", "series_instance_uid", "dicom_path", "directory_type")
 
@@ -82,7 +86,7 @@ def _cell_text(value: object) -> str:
 
 
 def _load_schema(name: str) -> dict:
-    with open(SCHEMA_DIR / name, encoding="utf-8") as fh:
+    with open(schema_dir() / name, encoding="utf-8") as fh:
         return yaml.safe_load(fh)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from ..settings import PATH_KEYS
+from ..settings import PATH_KEYS, workflow_dir
 
 
 def load_defaults(path: Path | None) -> dict:
@@ -55,8 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, help="bidsport config whose keys are the form's defaults and pass through to every run")
     parser.add_argument("--token", help="access token (default: a random one, printed in the address)")
     parser.add_argument("--state-dir", type=Path, default=None, help="history, logs and Snakemake work folders (default ~/.local/state/bidsport-web)")
+    parser.add_argument("--workflow", type=Path, default=None,
+                        help="the bidsport folder (Snakefile, workflow/); default: this package's source tree, else the current folder")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="snakemake --cores of each export (default: all)")
     args = parser.parse_args(argv)
+    if args.workflow:
+        os.environ["BIDSPORT_WORKFLOW"] = str(args.workflow.resolve())
+    try:  # fail now, not at the first Preview
+        workflow_dir()
+    except FileNotFoundError as exc:
+        raise SystemExit(f"bidsport-web: {exc}") from exc
 
     import uvicorn
 

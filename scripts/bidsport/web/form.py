@@ -18,7 +18,7 @@ import yaml
 
 from .. import safety, settings
 from ..plan import NIFTI_FORMATS, NothingToExport, apply_filters, build_plan
-from ..table import SCHEMA_DIR, TableError
+from ..table import TableError, schema_dir
 from .cohorts import TABLE_KEYS, WEB_ONLY_KEYS, Cohort
 
 FORMATS = ("dcm", "nii", "nii.gz")
@@ -31,7 +31,7 @@ FIELD_OF_KEY = {"output_mode": "formats"}
 
 
 def config_schema() -> dict:
-    with open(SCHEMA_DIR / "config.schema.yaml", encoding="utf-8") as fh:
+    with open(schema_dir() / "config.schema.yaml", encoding="utf-8") as fh:
         return yaml.safe_load(fh)
 
 

@@ -28,8 +28,7 @@ import yaml
 
 from .. import safety
 
-REPO = Path(__file__).resolve().parents[3]
-SNAKEFILE = REPO / "Snakefile"
+from ..settings import workflow_dir
 ENDED = ("finished", "failed", "cancelled", "interrupted")
 CANCEL_GRACE_SECONDS = (30.0, 10.0)  # after SIGTERM to Snakemake, then after SIGINT to its group
 
@@ -154,7 +153,7 @@ class Runner:
 
     def snakemake_command(self, export: Export, *extra: str) -> list[str]:
         return [
-            sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(self.workdir(export.output)),
+            sys.executable, "-m", "snakemake", "-s", str(workflow_dir() / "Snakefile"), "-d", str(self.workdir(export.output)),
             "--configfile", export.config_path, "--cores", str(self.cores), *extra,
         ]  # fmt: skip
 
@@ -308,7 +307,7 @@ def write_config(export: Export, config: dict) -> None:
     path = Path(export.config_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     (export.output / safety.STATE_DIR).mkdir(parents=True, exist_ok=True)
-    header = "# Written by bidsport-web; reproduce with:\n# snakemake -s {} --configfile {} --cores N\n".format(SNAKEFILE, path)
+    header = "# Written by bidsport-web; reproduce with:\n# snakemake -s {} --configfile {} --cores N\n".format(workflow_dir() / "Snakefile", path)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(header + yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     os.replace(tmp, path)
