@@ -382,7 +382,12 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
         if copy_dicom:
             dcm_scratch = scratch / "dcm"
             copy_files(scan.files, dcm_scratch, copy_method, copy_workers)
-        # Everything is ready in scratch: now, and only now, touch the dataset.
+        # Everything is ready in scratch: now, and only now, touch the dataset. The
+        # ledger names what is about to be installed first, so that a job killed
+        # half-way recognises these files as its own next time (not as foreign
+        # files that `overwrite: skip` must keep).
+        about_to_install = ([rel for _, rel in moves] if nifti else []) + ([spec["dicom_dir"]] if copy_dicom else [])
+        _announce(output_dir, key, part, previous, about_to_install)
         if nifti:
             for src, rel in moves:
                 installer.install_file(src, rel)
@@ -407,6 +412,13 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
         ledger = {"key": key, "files": [f for f in installer.installed if f["status"] == "exported"] + _kept(previous, installer)}
         write_if_changed(ledger_path(output_dir, key, part), json.dumps(ledger, indent=1) + "\n")
     return manifest
+
+
+def _announce(output_dir: Path, key: str, part: str, previous: dict | None, paths: list[str]) -> None:
+    files = list((previous or {}).get("files", []))
+    known = {f["path"] for f in files}
+    files += [{"path": rel, "status": "exported", "sig": None} for rel in paths if rel not in known]
+    write_if_changed(ledger_path(output_dir, key, part), json.dumps({"key": key, "files": files}, indent=1) + "\n")
 
 
 def _kept(previous: dict | None, installer: Installer) -> list[dict]:
