@@ -6,7 +6,7 @@ from pathlib import Path
 
 import os
 
-from bidsport import bids_schema, probe, safety, table
+from bidsport import bids_schema, nils_db, probe, safety, table
 from bidsport import dcm2niix as d2n
 from bidsport.plan import NothingToExport, build_plan, write_plan
 from bidsport.settings import resolve_paths
@@ -17,6 +17,7 @@ cfg = resolve_paths(snakemake.config)
 try:
     series = table.load_series_table(cfg["series_table"], cfg["dicom_root"], lenient=cfg.get("lenient", False))
     identifiers = table.load_identifiers_table(cfg.get("subject_identifiers_table"))
+    instances = table.load_instances_table(cfg.get("instances_table"), cfg["dicom_root"])
     state = Path(snakemake.output.excluded).parent
     plan = build_plan(
         series.rows,
@@ -24,7 +25,8 @@ try:
         dicom_root=Path(cfg["dicom_root"]),
         identifiers=identifiers,
         table_path=str(series.path),
-        image_facts=probe.prober(os.environ.get(d2n.ENV_VAR), Path(cfg["dicom_root"]), state / "probe"),
+        image_facts=probe.prober(os.environ.get(d2n.ENV_VAR), Path(cfg["dicom_root"]), state / "probe", instances),
+        instances=instances,
     )
     for warning in plan.warnings:  # unknown vocabulary, images that contradict the table
         print(f"warning: {warning}", file=log)
@@ -33,7 +35,10 @@ try:
         plan.excluded.append({"line": skipped["line"], "status": "invalid", "reason": skipped["reason"]})
     if cfg["overwrite"] == "clean":  # checked and done only now that the tables are valid
         out = Path(cfg["output_dir"])
-        removed = safety.clean_output(out, Path(cfg["dicom_root"]), keep=(".bidsport/lock", ".bidsport/logs"))
+        keep = (".bidsport/lock", ".bidsport/logs")
+        if cfg.get("nils_database_url"):  # this run's database snapshot: the plan's own input
+            keep += nils_db.snapshot_relpaths()
+        removed = safety.clean_output(out, Path(cfg["dicom_root"]), keep=keep)
         print(f"overwrite: clean removed {len(removed)} entr(y/ies) from {out}", file=log)
     changed = write_plan(plan, Path(snakemake.output.plan), state / "specs", Path(snakemake.output.excluded), cfg["overwrite"])
     bids_schema.write_facts(state / bids_schema.FACTS_FILE)  # the series jobs read these

@@ -1,38 +1,32 @@
-"""The export page, item by item, on three real series (Siemens XA30: T1w and a
-two-file fieldmap) with real dcm2niix and the real validator."""
+"""The export page, item by item, on three series of one session (T1w and a
+two-echo magnitude + phase-difference fieldmap) with real dcm2niix and the real
+validator; each test runs on the real Siemens XA30 samples and on a synthetic
+session (see `source` in conftest.py), so a clone alone still tests every item."""
 
 from __future__ import annotations
 
-import csv
 import gzip
 import subprocess
 
 import pytest
 
-from helpers import REPO, SAMPLES, dataset_files, read_report, run_workflow, validator_issues, write_config
+from helpers import REPO, dataset_files, read_report, run_workflow, validator_issues, write_config
 
 pytestmark = pytest.mark.slow
-UIDS = {"5", "8", "9"}  # series numbers of XA30: T1w, fieldmap magnitude, fieldmap phase
+SERIES = {"5", "8", "9"}  # series numbers: T1w, fieldmap magnitude, fieldmap phase
 
 
 @pytest.fixture
-def table(tmp_path):
-    rows = list(csv.DictReader(open(REPO / "tests/data/samples/series_table.tsv"), delimiter="\t"))
-    keep = [r for r in rows if r["subject_code"] == "XA30" and r["series_number"] in UIDS]
-    path = tmp_path / "series.tsv"
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), delimiter="\t", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(keep)
-    return path
+def table(tmp_path, source):
+    return source.write_table(tmp_path / "series.tsv", SERIES)
 
 
-def config(tmp_path, **extra):
-    return write_config(tmp_path, **{"series_table": "series.tsv", "dicom_root": str(SAMPLES), "output_dir": "out", **extra})
+def config(tmp_path, source, **extra):
+    return write_config(tmp_path, **{"series_table": "series.tsv", "dicom_root": str(source.dicom_root), "output_dir": "out", **extra})
 
 
-def test_no_series_to_export_stops_before_writing(tmp_path, table):
-    proc = run_workflow(tmp_path, config(tmp_path, include_intents=["func"]), check=False)
+def test_no_series_to_export_stops_before_writing(tmp_path, source, table):
+    proc = run_workflow(tmp_path, config(tmp_path, source, include_intents=["func"]), check=False)
     text = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "No series to export" in text and "include_intents = ['func'] removed 3 row(s)" in text
@@ -41,65 +35,69 @@ def test_no_series_to_export_stops_before_writing(tmp_path, table):
     assert written == set()  # only bidsport's own log folder, no dataset file
 
 
-def test_flat_layout(tmp_path, table):
-    run_workflow(tmp_path, config(tmp_path, layout="flat"))
+def test_flat_layout(tmp_path, source, table):
+    run_workflow(tmp_path, config(tmp_path, source, layout="flat"))
     files = {f for f in dataset_files(tmp_path / "out") if not f.startswith("code/")}
-    assert "sub-XA30_ses-20220711_T1w.nii.gz" in files
-    assert {"sub-XA30_ses-20220711_magnitude1.nii.gz", "sub-XA30_ses-20220711_phasediff.nii.gz"} <= files
+    assert f"{source.prefix}_T1w.nii.gz" in files
+    assert {f"{source.prefix}_magnitude1.nii.gz", f"{source.prefix}_magnitude2.nii.gz", f"{source.prefix}_phasediff.nii.gz"} <= files
     assert all("/" not in f for f in files)
 
 
-def test_nifti_and_dicom_together_mirror_names_under_sourcedata(tmp_path, table):
-    run_workflow(tmp_path, config(tmp_path, output_mode=["nii.gz", "dcm"]))
+def test_nifti_and_dicom_together_mirror_names_under_sourcedata(tmp_path, source, table):
+    run_workflow(tmp_path, config(tmp_path, source, output_mode=["nii.gz", "dcm"]))
     out = tmp_path / "out"
-    copies = sorted((out / "sourcedata/sub-XA30/ses-20220711/anat/sub-XA30_ses-20220711_T1w").iterdir())
-    assert len(copies) == 1 and copies[0].read_bytes() == next((SAMPLES / "dcm_qa_xa30/In/5_anat-T1w_acq-tfl").iterdir()).read_bytes()
-    assert (out / "sub-XA30/ses-20220711/anat/sub-XA30_ses-20220711_T1w.nii.gz").exists()
+    copies = (out / f"sourcedata/{source.session_dir}/anat/{source.prefix}_T1w").iterdir()
+    originals = source.folder("5").iterdir()
+    assert sorted(p.read_bytes() for p in copies) == sorted(p.read_bytes() for p in originals)  # every file, unchanged
+    assert (out / f"{source.session_dir}/anat/{source.prefix}_T1w.nii.gz").exists()
     assert validator_issues(out)["errors"] == []
 
 
-def test_dicom_only_is_an_organised_tree(tmp_path, table):
-    run_workflow(tmp_path, config(tmp_path, output_mode="dcm", dcm_copy_method="hardlink"))
+def test_dicom_only_is_an_organised_tree(tmp_path, source, table):
+    run_workflow(tmp_path, config(tmp_path, source, output_mode="dcm", dcm_copy_method="hardlink"))
     out = tmp_path / "out"
     files = dataset_files(out)
     assert not any(f.endswith(".nii.gz") for f in files)
-    fmap = out / "sub-XA30/ses-20220711/fmap/sub-XA30_ses-20220711_magnitude"
-    assert len(list(fmap.iterdir())) == 2
-    sources = {p.stat().st_ino for p in (SAMPLES / "dcm_qa_xa30/In/8_gre_field_mapping").iterdir()}
-    assert {p.stat().st_ino for p in fmap.iterdir()} == sources  # hardlinked, not copied
+    fmap = out / f"{source.session_dir}/fmap/{source.prefix}_magnitude"
+    sources = {p.stat().st_ino for p in source.folder("8").iterdir()}
+    assert {p.stat().st_ino for p in fmap.iterdir()} == sources  # every file, hardlinked, not copied
+    assert len(list(fmap.iterdir())) == len(sources) >= 2
 
 
-def test_alternative_identifier_with_fallback_in_report(tmp_path, table):
+def test_alternative_identifier_with_fallback_in_report(tmp_path, source, table):
     ids = tmp_path / "ids.tsv"
     ids.write_text("subject_code\tid_type\tother_identifier\nOTHER\tSTUDY_ID\tS-9\n")
-    run_workflow(tmp_path, config(tmp_path, subject_identifiers_table="ids.tsv", subject_identifier_source="STUDY_ID"))
+    run_workflow(tmp_path, config(tmp_path, source, subject_identifiers_table="ids.tsv", subject_identifier_source="STUDY_ID"))
     report = read_report(tmp_path / "out")
     assert {r["subject_source"] for r in report} == {"subject_code (no STUDY_ID identifier)"}
-    ids.write_text("subject_code\tid_type\tother_identifier\nXA30\tSTUDY_ID\tS-9\nXA30\t3\t77\n")
-    run_workflow(tmp_path, config(tmp_path, subject_identifiers_table="ids.tsv", subject_identifier_source=3, output_dir="out3"))
-    assert (tmp_path / "out3/sub-77/ses-20220711/anat/sub-77_ses-20220711_T1w.nii.gz").exists()
+    code = source.subject_code
+    ids.write_text(f"subject_code\tid_type\tother_identifier\n{code}\tSTUDY_ID\tS-9\n{code}\t3\t77\n")
+    run_workflow(tmp_path, config(tmp_path, source, subject_identifiers_table="ids.tsv", subject_identifier_source=3, output_dir="out3"))
+    session = source.prefix.split("_")[1]
+    assert (tmp_path / f"out3/sub-77/{session}/anat/sub-77_{session}_T1w.nii.gz").exists()
 
 
-def test_overwrite_modes(tmp_path, table):
+def test_overwrite_modes(tmp_path, source, table):
     out = tmp_path / "out"
-    t1w = out / "sub-XA30/ses-20220711/anat/sub-XA30_ses-20220711_T1w.nii.gz"
+    anat = out / f"{source.session_dir}/anat"
+    t1w = anat / f"{source.prefix}_T1w.nii.gz"
     t1w.parent.mkdir(parents=True)
     t1w.write_bytes(b"not ours")  # a file that was there before bidsport
-    run_workflow(tmp_path, config(tmp_path))
+    run_workflow(tmp_path, config(tmp_path, source))
     assert t1w.read_bytes() == b"not ours"  # skip (default) leaves it alone ...
     row = next(r for r in read_report(out) if "T1w" in r["files"])
     assert "kept 1 existing file(s)" in row["warnings"]  # ... and says so
-    run_workflow(tmp_path, config(tmp_path, overwrite="overwrite"))
+    run_workflow(tmp_path, config(tmp_path, source, overwrite="overwrite"))
     assert gzip.decompress(t1w.read_bytes())[:4] != b"not "  # replaced in place
 
     (out / "notes.docx").write_text("precious")
-    proc = run_workflow(tmp_path, config(tmp_path, overwrite="clean"), check=False)
+    proc = run_workflow(tmp_path, config(tmp_path, source, overwrite="clean"), check=False)
     assert proc.returncode != 0 and "clean refused, nothing was deleted" in proc.stdout + proc.stderr
     assert (out / "notes.docx").exists() and t1w.exists()
     (out / "notes.docx").unlink()
-    stray = out / "sub-XA30/ses-20220711/anat/stray.txt"
+    stray = anat / "stray.txt"
     stray.write_text("x")
-    run_workflow(tmp_path, config(tmp_path, overwrite="clean"))
+    run_workflow(tmp_path, config(tmp_path, source, overwrite="clean"))
     assert not stray.exists() and t1w.exists()
 
 
@@ -113,24 +111,25 @@ def test_clean_refuses_dangerous_targets(tmp_path, target):
         clean_output(paths[target], tmp_path / "dicom")
 
 
-def test_output_inside_sources_is_refused(tmp_path, table):
-    proc = run_workflow(tmp_path, write_config(tmp_path, series_table="series.tsv", dicom_root=str(SAMPLES), output_dir=str(SAMPLES / "out")), check=False)
+def test_output_inside_sources_is_refused(tmp_path, source, table):
+    inside = source.dicom_root / "out"
+    proc = run_workflow(tmp_path, write_config(tmp_path, series_table="series.tsv", dicom_root=str(source.dicom_root), output_dir=str(inside)), check=False)
     assert proc.returncode != 0 and "is inside dicom_root" in proc.stderr
-    assert not (SAMPLES / "out").exists()
+    assert not inside.exists()
 
 
-def test_dcm2niix_path_missing_or_broken_is_one_clear_error(tmp_path, table):
-    proc = run_workflow(tmp_path, config(tmp_path, dcm2niix_path=str(tmp_path / "nope")), check=False)
+def test_dcm2niix_path_missing_or_broken_is_one_clear_error(tmp_path, source, table):
+    proc = run_workflow(tmp_path, config(tmp_path, source, dcm2niix_path=str(tmp_path / "nope")), check=False)
     assert proc.returncode != 0 and "is not an executable file" in proc.stderr
     broken = tmp_path / "broken"
     broken.write_text("#!/bin/sh\necho cannot load libsomething >&2\nexit 127\n")
     broken.chmod(0o755)
-    proc = run_workflow(tmp_path, config(tmp_path, dcm2niix_path=str(broken)), check=False)
+    proc = run_workflow(tmp_path, config(tmp_path, source, dcm2niix_path=str(broken)), check=False)
     assert proc.returncode != 0 and "printed no version" in proc.stderr
     assert not (tmp_path / "out" / "code").exists()  # before any job ran
 
 
-def test_two_runs_on_one_output_do_not_overlap(tmp_path, table):
+def test_two_runs_on_one_output_do_not_overlap(tmp_path, source, table):
     """A second run on the same output (from another working directory, so no
     shared Snakemake lock) refuses at once while the first holds the output."""
     import time
@@ -147,7 +146,7 @@ def test_two_runs_on_one_output_do_not_overlap(tmp_path, table):
         other = tmp_path / "elsewhere"
         other.mkdir()
         (other / "series.tsv").write_text(table.read_text())
-        cfg = write_config(other, series_table="series.tsv", dicom_root=str(SAMPLES), output_dir=str(tmp_path / "out"))
+        cfg = write_config(other, series_table="series.tsv", dicom_root=str(source.dicom_root), output_dir=str(tmp_path / "out"))
         t0 = time.monotonic()
         proc = run_workflow(other, cfg, check=False)
         assert proc.returncode != 0 and "another bidsport run is exporting to" in proc.stderr
@@ -155,4 +154,4 @@ def test_two_runs_on_one_output_do_not_overlap(tmp_path, table):
     finally:
         holder.kill()
         holder.wait()
-    run_workflow(tmp_path, config(tmp_path))  # the lock is free again once the holder is gone
+    run_workflow(tmp_path, config(tmp_path, source))  # the lock is free again once the holder is gone

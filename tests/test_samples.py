@@ -1,4 +1,5 @@
-"""The real scanner series in ../shared/dicom-samples, exported end to end.
+"""The real scanner series (helpers.SAMPLES: $BIDSPORT_SAMPLES or ../shared/dicom-samples),
+exported end to end.
 
 Siemens (classic, mosaic, enhanced XA10/XA30), GE, Philips (classic, enhanced), UIH;
 the series table is tests/data/samples/series_table.tsv, the dcm2niix outputs each
@@ -11,14 +12,10 @@ import shutil
 
 import pytest
 
-from helpers import REPO, SAMPLES, dataset_files, read_report, run_workflow, validator_issues, write_config
+from helpers import REPO, SAMPLES, SAMPLES_TABLE as TABLE, dataset_files, needs_samples, read_report, run_workflow, validator_issues, write_config
 
-pytestmark = pytest.mark.slow
-TABLE = REPO / "tests" / "data" / "samples" / "series_table.tsv"
+pytestmark = [pytest.mark.slow, needs_samples]
 EXPECTED = json.loads((REPO / "tests" / "data" / "samples" / "expected_outputs.json").read_text())
-
-if not SAMPLES.exists():
-    pytest.skip(f"sample DICOMs not found at {SAMPLES}", allow_module_level=True)
 
 
 def tree_digest(root):

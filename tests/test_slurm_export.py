@@ -1,9 +1,9 @@
-"""The cluster path for real: the sample export through profiles/slurm on a local
-single-node SLURM (started by the test), compared with a local run."""
+"""The cluster path for real: one session's export through profiles/slurm on a
+local single-node SLURM (started by the test), compared with a local run; on the
+real XA30 sample session and on a synthetic one (see `source` in conftest.py)."""
 
 from __future__ import annotations
 
-import csv
 import gzip
 import hashlib
 import os
@@ -11,20 +11,11 @@ import time
 
 import pytest
 
-from helpers import REPO, SAMPLES, dataset_files, run_workflow, write_config
+from helpers import REPO, dataset_files, run_workflow, write_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
-SUBJECT = "XA30"  # one full session: T1w, BOLD, fieldmap pair, DWI + ADC/FA, ASL
-
-
-def one_subject_table(path):
-    rows = list(csv.DictReader(open(REPO / "tests/data/samples/series_table.tsv"), delimiter="\t"))
-    keep = [r for r in rows if r["subject_code"] == SUBJECT]
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), delimiter="\t", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(keep)
-    return len(keep)
+# One full session: samples T1w, BOLD, fieldmap pair, DWI + ADC/FA, ASL (8 series);
+# synthetic T1w, BOLD, fieldmap pair, DWI + ADC (6 series).
 
 
 def nifti_digests(root):
@@ -46,18 +37,21 @@ def cluster_run(slurm, work, cfg, *extra):
     return slurm.count_submitted(since=mark), time.monotonic() - t0
 
 
-def test_slurm_export_equals_local_export(slurm, tmp_path):
-    n_series = one_subject_table(tmp_path / "series.tsv")
-    local_cfg = write_config(tmp_path, series_table="series.tsv", dicom_root=str(SAMPLES), output_dir="local")
+def test_slurm_export_equals_local_export(slurm, source, tmp_path):
+    source.write_table(tmp_path / "series.tsv")
+    n_series = len(source.rows)
+    dicom_root = str(source.dicom_root)
+    local_cfg = write_config(tmp_path, series_table="series.tsv", dicom_root=dicom_root, output_dir="local")
     run_workflow(tmp_path, local_cfg)
     local = nifti_digests(tmp_path / "local")
+    assert len(local) >= n_series  # every series gave at least one image
 
-    grouped_cfg = write_config(tmp_path, series_table="series.tsv", dicom_root=str(SAMPLES), output_dir="grouped")
+    grouped_cfg = write_config(tmp_path, series_table="series.tsv", dicom_root=dicom_root, output_dir="grouped")
     grouped_jobs, grouped_s = cluster_run(slurm, tmp_path, grouped_cfg)
     assert nifti_digests(tmp_path / "grouped") == local
     assert dataset_files(tmp_path / "grouped") - {"code/bidsport/validation.json"} == dataset_files(tmp_path / "local")
 
-    single_cfg = write_config(tmp_path, series_table="series.tsv", dicom_root=str(SAMPLES), output_dir="single")
+    single_cfg = write_config(tmp_path, series_table="series.tsv", dicom_root=dicom_root, output_dir="single")
     single_jobs, single_s = cluster_run(slurm, tmp_path, single_cfg, "--group-components", "series=1")
     assert nifti_digests(tmp_path / "single") == local
     print(

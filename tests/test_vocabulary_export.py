@@ -9,7 +9,7 @@ import csv
 import pytest
 
 from bidsport import synthdicom
-from helpers import REPO, SAMPLES, dataset_files, read_report, run_workflow, validator_issues, write_config
+from helpers import dataset_files, read_report, run_workflow, validator_issues, write_config, write_rows
 
 pytestmark = pytest.mark.slow
 
@@ -84,22 +84,17 @@ def test_incomplete_mp2rage_sidecars_are_ignored_and_reported(vocabulary_export)
     assert rows  # every series is in the report
 
 
-@pytest.mark.skipif(not SAMPLES.exists(), reason=f"real scanner samples not found at {SAMPLES}")
-def test_real_fieldmap_with_a_site_word_for_phase_pairs_by_its_images(tmp_path):
-    rows = list(csv.DictReader(open(REPO / "tests/data/samples/series_table.tsv"), delimiter="\t"))
-    keep = [r for r in rows if r["subject_code"] == "XA30" and r["series_number"] in ("8", "9")]
-    for r in keep:
+def test_real_fieldmap_with_a_site_word_for_phase_pairs_by_its_images(tmp_path, source):
+    """The XA30 sample fieldmap (and the synthetic one, see `source` in conftest.py)."""
+    rows = [dict(r) for r in source.rows if r["series_number"] in ("8", "9")]
+    for r in rows:
         r["construct_csv"] = "PhaseMap" if r["series_number"] == "9" else r["construct_csv"]
-    with open(tmp_path / "series.tsv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), delimiter="\t", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(keep)
-    config = write_config(tmp_path, series_table="series.tsv", dicom_root=str(SAMPLES), output_dir="out")
+    write_rows(tmp_path / "series.tsv", rows)
+    config = write_config(tmp_path, series_table="series.tsv", dicom_root=str(source.dicom_root), output_dir="out")
     proc = run_workflow(tmp_path, config)
     out = tmp_path / "out"
     fmap = sorted(f.rsplit("/", 1)[-1] for f in dataset_files(out) if "/fmap/" in f and f.endswith(".nii.gz"))
-    assert fmap == ["sub-XA30_ses-20220711_magnitude1.nii.gz", "sub-XA30_ses-20220711_magnitude2.nii.gz",
-                    "sub-XA30_ses-20220711_phasediff.nii.gz"]  # fmt: skip
+    assert fmap == [f"{source.prefix}_magnitude1.nii.gz", f"{source.prefix}_magnitude2.nii.gz", f"{source.prefix}_phasediff.nii.gz"]
     assert "unknown construct_csv value 'PhaseMap' on line 3" in proc.stderr
     report = {r["series_instance_uid"]: r for r in read_report(out)}
     assert any("PhaseMap" in r["warnings"] for r in report.values())

@@ -36,6 +36,7 @@ DATATYPES = {"anat", "dwi", "func", "fmap", "perf"}
 # (ASL needs aslcontext.tsv and labeling metadata such as M0Type): exported, but
 # listed in .bidsignore until a person adds them.
 NEEDS_COMPANIONS = {"asl"}
+AGE_CAP_TEXT = "89+"
 PARTICIPANT_DESCRIPTIONS = {
     "participant_id": "Unique participant label (sub-<label>), derived from the configured subject identifier.",
     "age": "Age of the participant.",
@@ -127,8 +128,14 @@ def finalize(
     cfg: dict,
     dcm2niix_version: str,
     subjects: pd.DataFrame | None,
+    ages: dict[tuple[str, str], str] | None = None,
 ) -> dict:
-    """Write every dataset-level file; return summary counts."""
+    """Write every dataset-level file; return summary counts.
+
+    ``ages``: (series_instance_uid, stack_index) -> the subject's age at that study
+    (the series table's ``age_at_study``); participants.tsv gets each subject's age
+    at its first exported session.
+    """
     plan = read_tsv(plan_tsv)
     by_key: dict[str, dict] = {}
     incomplete: set[str] = set()  # files whose sidecar lacks required keys: ignored
@@ -193,7 +200,8 @@ def finalize(
         _link_fieldmaps(output_dir, plan, by_key, cfg, links)
         _write_sessions(output_dir, plan, sessions)
         _write_dataset_description(output_dir, cfg, dcm2niix_version)
-        _write_participants(output_dir, plan, subjects)
+        exported = [r for r in plan if by_key.get(r["key"], {}).get("status") in ("exported", "skipped")]
+        _write_participants(output_dir, plan, subjects, first_session_ages(exported, ages))
         _write_scans(output_dir, plan, by_key)
         ignore = bidsignore_lines(dataset_files, incomplete)
         write_if_changed(output_dir / ".bidsignore", "".join(line + "\n" for line in ignore))
@@ -221,7 +229,22 @@ def _write_dataset_description(output_dir: Path, cfg: dict, dcm2niix_version: st
     write_if_changed(path, json.dumps(desc, indent=2) + "\n")
 
 
-def _write_participants(output_dir: Path, plan: list[dict], subjects: pd.DataFrame | None) -> None:
+def first_session_ages(rows: list[dict], ages: dict[tuple[str, str], str] | None) -> dict[str, str]:
+    """Subject label -> age at its first exported session (earliest study date, then time)."""
+    if not ages:
+        return {}
+    first: dict[str, tuple] = {}
+    for row in rows:
+        age = ages.get((row["series_instance_uid"], row.get("stack_index") or "0"), "")
+        if not age:
+            continue
+        order = (row.get("study_date") or "9999", row.get("series_time") or "", age)
+        if row["subject"] not in first or order < first[row["subject"]]:
+            first[row["subject"]] = order
+    return {subject: order[2] for subject, order in first.items()}
+
+
+def _write_participants(output_dir: Path, plan: list[dict], subjects: pd.DataFrame | None, ages: dict[str, str] | None = None) -> None:
     labels: dict[str, str] = {}
     for row in plan:
         labels.setdefault(row["subject"], row["subject_code"])
@@ -230,6 +253,10 @@ def _write_participants(output_dir: Path, plan: list[dict], subjects: pd.DataFra
     if subjects is not None:
         extra_cols = [c for c in subjects.columns if c not in ("subject_code", "_line")]
         extra = {r["subject_code"]: r for r in subjects.to_dict("records")}
+    if ages and "age" not in extra_cols:  # from the series table's age_at_study
+        extra_cols.append("age")
+        for label, age in ages.items():
+            extra.setdefault(labels[label], {})["age"] = age
     rows = []
     for label in sorted(labels):
         info = extra.get(labels[label], {})
@@ -238,6 +265,10 @@ def _write_participants(output_dir: Path, plan: list[dict], subjects: pd.DataFra
     sidecar = {c: {"Description": PARTICIPANT_DESCRIPTIONS.get(c, f"{c}, as given in the subjects table.")} for c in ["participant_id", *extra_cols]}
     if "age" in sidecar:
         sidecar["age"]["Units"] = "year"
+    if ages and "age" in sidecar:
+        sidecar["age"]["Description"] = f"Age in whole years at the participant's first exported session (from the birth and study dates; {AGE_CAP_TEXT} for 89 and older)."
+    if "sex" in sidecar and extra_cols and all(str(r.get("sex", "n/a")) in ("M", "F", "O", "n/a") for r in rows):
+        sidecar["sex"]["Levels"] = {"M": "male", "F": "female", "O": "other"}
     write_if_changed(output_dir / "participants.json", json.dumps(sidecar, indent=2) + "\n")
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from . import dcm2niix as d2n
 from . import bids_schema, naming, probe, sidecars
-from .dicom_scan import scan_series
+from .dicom_scan import Scan, scan_series
 from .fsutil import write_if_changed
 
 NIFTI_EXTS = (".nii.gz", ".nii")
@@ -173,6 +173,29 @@ def _symlink_folder(files: list[Path], folder: Path) -> Path:
     for i, path in enumerate(files):
         os.symlink(path.absolute(), folder / f"{i:06d}_{path.name}")
     return folder
+
+
+def listed_files(spec: dict) -> Scan:
+    """The stack's exact files (spec ``files``); every one must exist: a listed file
+    that is missing fails the series (naming it) rather than exporting part of it."""
+    files = [Path(f) for f in spec["files"]]
+    if not files:
+        raise SeriesFailed(f"no file is listed for series {spec['series_instance_uid']} stack {spec.get('stack_index', 0)} (instances table)")
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise SeriesFailed(f"{len(missing)} of the {len(files)} listed DICOM file(s) of this stack are missing: {missing[0]}{more}")
+    return Scan(files=files, pure=False)
+
+
+def _file_list(files: list[Path], scratch: Path) -> Path:
+    """dcm2niix input restricted to ``files``: a text file listing them (read with
+    ``-s y``, which dcm2niix.convert adds for a file); same output as the folder."""
+    if any("\n" in str(f) for f in files):  # a name a list cannot hold
+        return _symlink_folder(files, scratch / "src")
+    listing = scratch / "files.txt"
+    listing.write_text("".join(f"{f.absolute()}\n" for f in files), encoding="utf-8")
+    return listing
 
 
 def copy_files(files: list[Path], dest: Path, method: str, workers: int) -> None:
@@ -364,14 +387,15 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
     manifest = {"key": key, "part": part, "status": "failed", "files": [], "message": "", "warnings": [], "seconds": 0.0}
     started = time.monotonic()
     source = Path(spec["source"])
+    listed = "files" in spec  # exact files from the instances table / NILS database
     try:
-        if not source.exists():
+        if not listed and not source.exists():
             raise SeriesFailed(f"source {source} does not exist")
         nifti = next((f for f in spec["formats"] if f in ("nii", "nii.gz")), None) if part == "nifti" else None
         copy_dicom = part == "dicom" and bool(spec.get("dicom_dir"))
         if part == "nifti" and not nifti or part == "dicom" and not copy_dicom:
             raise SeriesFailed(f"the plan has no {part} output for this series")
-        scan = scan_series(source, spec["series_instance_uid"])
+        scan = listed_files(spec) if listed else scan_series(source, spec["series_instance_uid"])
         if not scan.files:
             raise SeriesFailed(f"no DICOM image of series {spec['series_instance_uid']} under {source}")
         if nifti:
@@ -379,7 +403,10 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
                 raise SeriesFailed("no dcm2niix binary was given")
             out = scratch / "nii"
             out.mkdir()
-            convert_from = source if scan.pure else _symlink_folder(scan.files, scratch / "src")
+            if listed:
+                convert_from = _file_list(scan.files, scratch)
+            else:
+                convert_from = source if scan.pure else _symlink_folder(scan.files, scratch / "src")
             result = d2n.convert(dcm2niix, convert_from, out, compress=(nifti == "nii.gz"), timeout=timeout)
             manifest["dcm2niix_output"] = result.output[-4000:]
             groups = collect_outputs(out)
@@ -391,14 +418,20 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
                 # dcm2niix exits non-zero for partial problems too; its images still count,
                 # but the message goes to the report.
                 manifest["warnings"].append(f"dcm2niix exit {result.returncode}: {result.message}")
-            groups = select_stack(groups, spec)
+            if not listed:  # listed files are this stack's own: every output is its
+                groups = select_stack(groups, spec)
             moves = plan_nifti_files(spec, groups)
             sidecar_warnings, incomplete = sidecars.fix_sidecars(spec, moves)
             manifest["warnings"] += sidecar_warnings + direction_warnings(spec, moves)
         if copy_dicom:
             dcm_scratch = scratch / "dcm"
             copy_files(scan.files, dcm_scratch, copy_method, copy_workers)
-        # Everything is ready in scratch: now, and only now, touch the dataset.
+        # Everything is ready in scratch: now, and only now, touch the dataset. The
+        # ledger names what is about to be installed first, so that a job killed
+        # half-way recognises these files as its own next time (not as foreign
+        # files that `overwrite: skip` must keep).
+        about_to_install = ([rel for _, rel in moves] if nifti else []) + ([spec["dicom_dir"]] if copy_dicom else [])
+        _announce(output_dir, key, part, previous, about_to_install)
         if nifti:
             for src, rel in moves:
                 installer.install_file(src, rel)
@@ -423,6 +456,13 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
         ledger = {"key": key, "files": [f for f in installer.installed if f["status"] == "exported"] + _kept(previous, installer)}
         write_if_changed(ledger_path(output_dir, key, part), json.dumps(ledger, indent=1) + "\n")
     return manifest
+
+
+def _announce(output_dir: Path, key: str, part: str, previous: dict | None, paths: list[str]) -> None:
+    files = list((previous or {}).get("files", []))
+    known = {f["path"] for f in files}
+    files += [{"path": rel, "status": "exported", "sig": None} for rel in paths if rel not in known]
+    write_if_changed(ledger_path(output_dir, key, part), json.dumps({"key": key, "files": files}, indent=1) + "\n")
 
 
 def _kept(previous: dict | None, installer: Installer) -> list[dict]:

@@ -81,6 +81,7 @@ class PlanEntry:
     source: str  # absolute path of the series' folder or file
     multi_suffix: str = ""
     warnings: list[str] = field(default_factory=list)  # planning-time warnings (unknown values, images vs table)
+    files: list[str] | None = None  # exact files (instances table), in order; None: scan source
 
     def spec(self, overwrite: str) -> dict:
         """What the series job needs, and nothing else (its only input)."""
@@ -91,6 +92,8 @@ class PlanEntry:
         )  # fmt: skip
         spec = {k: getattr(self, k) for k in keys}
         spec["overwrite"] = overwrite
+        if self.files is not None:
+            spec["files"] = self.files
         return spec
 
 
@@ -267,11 +270,14 @@ def build_plan(
     identifiers: pd.DataFrame | None = None,
     table_path: str = "series table",
     image_facts: Callable[[dict], "probe.ImageFacts | None"] | None = None,
+    instances: dict[tuple[str, int], list[str]] | None = None,
 ) -> Plan:
     """The whole export plan, from validated rows and the resolved config.
 
     ``image_facts(row)`` (see :mod:`bidsport.probe`) tells what a fieldmap series'
     images are; without it, the classification alone names fieldmaps.
+    ``instances`` (table.load_instances_table): the exact files of each stack; each
+    spec then lists its files (a stack with none gets ``[]``, which its job reports).
     """
     rows, excluded, counts = apply_filters(table, cfg)
     if rows.empty:
@@ -377,6 +383,7 @@ def build_plan(
                 source=str(resolve_dicom_path(r["dicom_path"], dicom_root).absolute()),
                 multi_suffix=n.multi_suffix,
                 warnings=r["_warnings"],
+                files=None if instances is None else instances.get((uid, stack_index), []),
             )
         )
     sessions = {}

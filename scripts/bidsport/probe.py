@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import dcm2niix as d2n
-from .dicom_scan import scan_series
+from .dicom_scan import Scan, scan_series
 
 # Direction (LPS, DICOM's patient axes) toward which phase is encoded → BIDS dir- label.
 _DIR_LABEL = {(0, 1): "RL", (0, -1): "LR", (1, 1): "AP", (1, -1): "PA", (2, 1): "IS", (2, -1): "SI"}
@@ -69,9 +69,18 @@ def _cache_key(source: Path, uid: str, files: list[Path]) -> str:
     return digest.hexdigest()[:20]
 
 
-def probe(source: Path, uid: str, dcm2niix: str, cache_dir: Path, timeout: float = 120) -> ImageFacts | None:
-    """The facts of series ``uid`` under ``source``; None if dcm2niix cannot read it."""
-    scan = scan_series(source, uid)
+def probe(
+    source: Path, uid: str, dcm2niix: str, cache_dir: Path, timeout: float = 120, files: list[str] | None = None
+) -> ImageFacts | None:
+    """The facts of series ``uid`` under ``source`` (or of exactly ``files``, a stack's
+    own files from the instances table); None if dcm2niix cannot read it."""
+    if files is not None:
+        paths = [Path(f) for f in files]
+        if not paths or not all(p.is_file() for p in paths):
+            return None  # the series job reports the missing files
+        scan = Scan(files=paths, pure=False)
+    else:
+        scan = scan_series(source, uid)
     if not scan.files:
         return None
     cache = cache_dir / f"{_cache_key(source, uid, scan.files)}.json"
@@ -113,8 +122,9 @@ def probe(source: Path, uid: str, dcm2niix: str, cache_dir: Path, timeout: float
     return facts
 
 
-def prober(dcm2niix: str | None, dicom_root: Path, cache_dir: Path):
-    """``image_facts(row)`` for :func:`bidsport.plan.build_plan` (None without dcm2niix)."""
+def prober(dcm2niix: str | None, dicom_root: Path, cache_dir: Path, instances: dict | None = None):
+    """``image_facts(row)`` for :func:`bidsport.plan.build_plan` (None without dcm2niix).
+    With ``instances`` (table.load_instances_table) a stack is probed by its own files."""
     if not dcm2niix:
         try:
             dcm2niix = d2n.find_dcm2niix()
@@ -124,6 +134,9 @@ def prober(dcm2niix: str | None, dicom_root: Path, cache_dir: Path):
 
     def image_facts(row: dict) -> ImageFacts | None:
         source = resolve_dicom_path(row["dicom_path"], dicom_root)
-        return probe(source, row["series_instance_uid"], dcm2niix, cache_dir)
+        files = None
+        if instances is not None:
+            files = instances.get((row["series_instance_uid"], int(row.get("stack_index") or 0)), [])
+        return probe(source, row["series_instance_uid"], dcm2niix, cache_dir, files=files)
 
     return image_facts

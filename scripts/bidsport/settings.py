@@ -7,12 +7,15 @@ editing a key that does not change any name (``copy_workers``) re-runs nothing.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 PATH_KEYS = (
-    "series_table", "subjects_table", "subject_identifiers_table", "fieldmap_links_table", "sessions_table",
-    "dicom_root", "output_dir",
+    "series_table", "instances_table", "subjects_table", "subject_identifiers_table", "fieldmap_links_table",
+    "sessions_table", "dicom_root", "output_dir",
 )  # fmt: skip
+# With nils_database_url these tables are the snapshot of the database (nils_db.py).
+DATABASE_TABLE_KEYS = ("series_table", "instances_table", "subjects_table", "subject_identifiers_table")
 # Keys whose value changes the plan (names, filters, formats, overwrite behaviour).
 PLANNING_KEYS = (
     "output_mode", "layout", "include_intents", "exclude_intents", "include_provenance",
@@ -21,14 +24,48 @@ PLANNING_KEYS = (
 )  # fmt: skip
 
 
+class ConfigError(ValueError):
+    """A combination of config keys that cannot work (the schema checks single keys)."""
+
+
+def check_source(config: dict) -> None:
+    """Exactly one source: a series table, or the NILS database and a cohort."""
+    database = config.get("nils_database_url")
+    if database and config.get("series_table"):
+        raise ConfigError(
+            "give either series_table or nils_database_url, not both: with nils_database_url the "
+            "series table is read from the database (and saved as code/bidsport/series_table.tsv)"
+        )
+    if not database and not config.get("series_table"):
+        raise ConfigError("the config needs series_table (a series table file) or nils_database_url and nils_cohort")
+    if database:
+        from .nils_db import check_url
+
+        check_url(database)  # a password in the URL: refused before anything is written
+        if not config.get("nils_cohort"):
+            raise ConfigError("nils_database_url needs nils_cohort: the name of the cohort to export")
+        given = [k for k in DATABASE_TABLE_KEYS if config.get(k)]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: read from the NILS database with nils_database_url; remove it from the config")
+
+
 def resolve_paths(config: dict, workdir: Path | None = None) -> dict:
-    """Config with absolute paths and ``output_mode`` as a list (``_formats``)."""
+    """Config with absolute paths and ``output_mode`` as a list (``_formats``).
+
+    With ``nils_database_url``, the table keys point at the database snapshot under
+    ``<output_dir>/code/bidsport`` (the same in every process, cluster jobs included).
+    """
     base = Path(workdir) if workdir else Path.cwd()
     out = dict(config)
     for key in PATH_KEYS:
         if out.get(key):
             p = Path(str(out[key])).expanduser()
             out[key] = str(p if p.is_absolute() else (base / p).absolute())
+    if out.get("nils_database_url") and out.get("output_dir"):
+        from .nils_db import SNAPSHOT_DIR, SNAPSHOT_FILES  # names only (no database access)
+
+        for key, name in SNAPSHOT_FILES.items():
+            out[key] = str(Path(out["output_dir"]) / SNAPSHOT_DIR / name)
     mode = out.get("output_mode", "nii.gz")
     out["_formats"] = [mode] if isinstance(mode, str) else list(mode)
     return out
@@ -44,3 +81,22 @@ def wants_nifti(config: dict) -> bool:
 
 def wants_dicom(config: dict) -> bool:
     return "dcm" in config["_formats"]
+
+
+def workflow_dir() -> Path:
+    """The bidsport folder holding ``Snakefile`` and ``workflow/``.
+
+    ``$BIDSPORT_WORKFLOW`` if set, else the source tree this package runs from (an
+    editable install or the workflow itself), else the current folder: a plain
+    ``pip install .`` puts the package in site-packages but not the workflow.
+    """
+    env = os.environ.get("BIDSPORT_WORKFLOW")
+    candidates = [Path(env).expanduser()] if env else [Path(__file__).resolve().parents[2], Path.cwd()]
+    for folder in candidates:
+        if (folder / "Snakefile").is_file() and (folder / "workflow" / "schemas").is_dir():
+            return folder.resolve()
+    tried = ", ".join(str(c) for c in candidates)
+    raise FileNotFoundError(
+        f"cannot find bidsport's workflow (Snakefile and workflow/) in {tried}: run from the bidsport "
+        "folder or set BIDSPORT_WORKFLOW=/path/to/bidsport"
+    )

@@ -20,7 +20,11 @@ if TYPE_CHECKING:  # imported where used: ~1 s of start-up that steps without ta
 
 from .labels import LabelError, sanitize_label
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
+def schema_dir() -> Path:
+    """``workflow/schemas`` of the bidsport workflow (see settings.workflow_dir)."""
+    from .settings import workflow_dir
+
+    return workflow_dir() / "workflow" / "schemas"
 
 REQUIRED_SERIES_COLUMNS = ("subject_code", "series_instance_uid", "dicom_path", "directory_type")
 
@@ -88,7 +92,7 @@ def _cell_text(value: object) -> str:
 def _load_schema(name: str) -> dict:
     import yaml
 
-    with open(SCHEMA_DIR / name, encoding="utf-8") as fh:
+    with open(schema_dir() / name, encoding="utf-8") as fh:
         return yaml.safe_load(fh)
 
 
@@ -338,3 +342,53 @@ def load_sessions_table(path: str | os.PathLike | None) -> pd.DataFrame | None:
         raise TableError(problems)
     frame.insert(1, "_session", labels)
     return frame
+
+
+INSTANCE_COLUMNS = ("series_instance_uid", "stack_index", "instance_number", "dicom_file_path")
+
+
+def load_instances_table(path: str | os.PathLike | None, dicom_root: str | os.PathLike) -> dict[tuple[str, int], list[str]] | None:
+    """Optional exact files per stack: ``(series_instance_uid, stack_index)`` -> absolute
+    paths in ``instance_number`` order (empty last, then by path). Relative paths are
+    relative to ``dicom_root``. Whether the files exist is checked by the series job
+    (a missing file fails that series only)."""
+    if not path:
+        return None
+    frame = _read_or_fail(path)
+    missing = [c for c in INSTANCE_COLUMNS if c not in frame.columns]
+    if missing:
+        raise TableError([f"{path}: missing required column {c!r}" for c in missing])
+    problems: list[str] = []
+    root = Path(dicom_root)
+    entries: dict[tuple[str, int], list[tuple[int, int, str]]] = {}
+    for line, uid, stack, number, file in zip(
+        frame["_line"], frame["series_instance_uid"], frame["stack_index"], frame["instance_number"], frame["dicom_file_path"]
+    ):
+        at = f"{path}:{line}"
+        if not uid or not _UID.match(uid):
+            problems.append(f"{at}: column 'series_instance_uid': {uid!r} is not a DICOM UID")
+        if stack and not stack.isdigit():
+            problems.append(f"{at}: column 'stack_index': {stack!r} is not an integer >= 0")
+        if number and not re.fullmatch(r"-?\d+", number):
+            problems.append(f"{at}: column 'instance_number': {number!r} is not an integer")
+        if not file or "\x00" in file:
+            problems.append(f"{at}: column 'dicom_file_path': {'required value is empty' if not file else 'path contains a NUL character'}")
+        if len(problems) >= 50:
+            break  # enough to see the pattern
+        if problems:
+            continue
+        order = (1, 0) if not number else (0, int(number))
+        entries.setdefault((uid, int(stack or 0)), []).append((*order, str(resolve_dicom_path(file, root))))
+    if problems:
+        raise TableError(problems)
+    return {key: [p for *_, p in sorted(files)] for key, files in entries.items()}
+
+
+def load_ages(path: str | os.PathLike) -> dict[tuple[str, str], str] | None:
+    """(series_instance_uid, stack_index) -> ``age_at_study`` of the series table, if it
+    has that column (a NILS database snapshot has); the table itself was validated."""
+    frame = _read_or_fail(path)
+    if "age_at_study" not in frame.columns:
+        return None
+    stacks = frame["stack_index"] if "stack_index" in frame.columns else ["0"] * len(frame)
+    return {(uid, str(int(stack or 0))): age for uid, stack, age in zip(frame["series_instance_uid"], stacks, frame["age_at_study"]) if age}

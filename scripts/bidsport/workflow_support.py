@@ -51,7 +51,14 @@ def clean_token(cfg: dict) -> str | None:
 
 def table_inputs(cfg: dict) -> list[str]:
     """Tables the planning checkpoint reads (an edit re-plans; specs change only if names do)."""
-    keys = ("series_table", "subjects_table", "subject_identifiers_table", "fieldmap_links_table")
+    keys = ("series_table", "instances_table", "subjects_table", "subject_identifiers_table", "fieldmap_links_table")
+    return [cfg[k] for k in keys if cfg.get(k)]
+
+
+def dataset_tables(cfg: dict) -> list[str]:
+    """Tables the dataset step reads (an edit re-runs it): participants come from the
+    subjects table and, where the series table has ``age_at_study``, from it."""
+    keys = ("fieldmap_links_table", "sessions_table", "subjects_table", "series_table")
     return [cfg[k] for k in keys if cfg.get(k)]
 
 

@@ -22,6 +22,7 @@ if not config:
 
 
 validate(config, str(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"))
+settings.check_source(config)
 CFG = settings.resolve_paths(config)
 OUT = Path(CFG["output_dir"])
 STATE = OUT / ".bidsport"
@@ -33,6 +34,14 @@ BIDS_TREE = CFG["layout"] == "bids" and settings.wants_nifti(CFG)
 safety.check_output_location(OUT, Path(CFG["dicom_root"]))
 if workflow.is_main_process and not workflow.dryrun:
     safety.lock_output(OUT)
+
+# nils_database_url: read the cohort once, here in the main process (never in cluster
+# job steps), into snapshot tables under code/bidsport/ that the checkpoint takes as
+# inputs; they are rewritten only when the database changed, so nothing else re-runs.
+if CFG["nils_database_url"] and workflow.is_main_process:
+    from bidsport import nils_db
+
+    nils_db.write_snapshot(CFG)
 
 # One clear error before any job runs if dcm2niix is missing or broken; the
 # resolved binary reaches the jobs through the environment (not a tracked param,

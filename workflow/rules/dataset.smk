@@ -8,7 +8,7 @@ rule dataset_files:
         excluded=STATE / "excluded.tsv",
         manifests=series_manifests,
         # optional tables the step reads (an edit re-runs it)
-        tables=[CFG[k] for k in ("fieldmap_links_table", "sessions_table") if CFG[k]],
+        tables=workflow_support.dataset_tables(CFG),
     output:
         report=CODE / "export_report.tsv",
         files=workflow_support.dataset_outputs(CFG, OUT),

@@ -1,0 +1,31 @@
+"""A series job killed after moving files into place but before recording them must
+recognise those files as its own next time (found by the web page's Cancel)."""
+
+from bidsport import export_series as es
+
+REL = "sub-1/anat/sub-1_T1w.nii.gz"
+
+
+def _install(out, tmp_path, previous):
+    src = tmp_path / "new.nii.gz"
+    src.write_bytes(b"new")
+    installer = es.Installer(out, "s1", "skip", previous)
+    installer.install_file(src, REL)
+    return installer
+
+
+def test_files_announced_before_a_kill_are_ours(tmp_path):
+    out = tmp_path / "out"
+    (out / REL).parent.mkdir(parents=True)
+    es._announce(out, "s1", "nifti", None, [REL])  # what the job does before installing
+    (out / REL).write_bytes(b"old")  # ... installed, then killed before its ledger was final
+    installer = _install(out, tmp_path, es._read_json(es.ledger_path(out, "s1", "nifti")))
+    assert (out / REL).read_bytes() == b"new" and installer.skipped == []
+
+
+def test_foreign_files_are_kept_in_skip_mode(tmp_path):
+    out = tmp_path / "out"
+    (out / REL).parent.mkdir(parents=True)
+    (out / REL).write_bytes(b"someone else's")
+    installer = _install(out, tmp_path, None)
+    assert (out / REL).read_bytes() == b"someone else's" and installer.skipped == [REL]
