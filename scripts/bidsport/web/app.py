@@ -155,10 +155,13 @@ def create_app(defaults: dict, token: str, state_dir: Path, cores: int, cookie_n
     def validation_json(export: Export) -> Path:
         return export.output / "code" / "bidsport" / "validation.json"
 
-    def validation_fresh(export: Export) -> bool:
+    def newer_than_export(export: Export, path: Path) -> bool:
+        """``path`` exists and was made after the export last wrote its report."""
         report = export.output / "code" / "bidsport" / "export_report.tsv"
-        verdict = validation_json(export)
-        return verdict.exists() and (not report.exists() or verdict.stat().st_mtime_ns >= report.stat().st_mtime_ns)
+        return path.exists() and (not report.exists() or path.stat().st_mtime_ns >= report.stat().st_mtime_ns)
+
+    def validation_fresh(export: Export) -> bool:
+        return newer_than_export(export, validation_json(export))
 
     async def validation_page(request: Request):
         try:
@@ -180,9 +183,7 @@ def create_app(defaults: dict, token: str, state_dir: Path, cores: int, cookie_n
         return runner.export_dir(export) / "qc_report.html"
 
     def qc_fresh(export: Export) -> bool:
-        path = qc_report_path(export)
-        report = export.output / "code" / "bidsport" / "export_report.tsv"
-        return path.exists() and (not report.exists() or path.stat().st_mtime_ns >= report.stat().st_mtime_ns)
+        return newer_than_export(export, qc_report_path(export))
 
     async def qc_page(request: Request):
         try:
