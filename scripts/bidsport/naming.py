@@ -46,10 +46,6 @@ class SeriesName:
         return replace(self, entities=tuple(ents.items()))
 
 
-def _csv(value: str | None) -> list[str]:
-    return [v.strip() for v in (value or "").split(",") if v.strip()]
-
-
 def _join_labels(tokens: list[str]) -> str:
     """``["spine", "STIR"]`` → ``spineSTIR``: one alphanumeric label, each token readable."""
     out = ""
