@@ -57,12 +57,18 @@ def validator_issues(dataset: Path) -> dict:
 
 
 def dataset_files(root: Path) -> set[str]:
-    """Every file of the export, relative, without bidsport's internal state."""
-    return {
-        str(p.relative_to(root))
-        for p in root.rglob("*")
-        if p.is_file() and ".bidsport" not in p.relative_to(root).parts
-    }
+    """Every file of the export, relative, without bidsport's internal state.
+
+    Walks with os.walk (which skips folders that vanish meanwhile: tests poll a
+    running export) and never enters ``.bidsport`` (scratch comes and goes there)."""
+    found = set()
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not (Path(folder) == Path(root) and d == ".bidsport")]
+        for name in files:
+            path = Path(folder) / name
+            if path.is_file():
+                found.add(str(path.relative_to(root)))
+    return found
 
 
 def read_report(output_dir: Path) -> list[dict]:

@@ -88,7 +88,7 @@ def probe(
         return ImageFacts(**json.loads(cache.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError):
         pass
-    with tempfile.TemporaryDirectory(prefix="probe-", dir=cache_dir.parent if cache_dir.parent.exists() else None) as tmp:
+    with tempfile.TemporaryDirectory(prefix="bidsport-probe-") as tmp:  # never inside the dataset
         work = Path(tmp)
         if scan.pure:
             target = source
