@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -379,7 +380,8 @@ class Installer:
 
 def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, copy_method: str, copy_workers: int, timeout: float | None) -> dict:
     key = spec["key"]
-    scratch = output_dir / STATE_DIR / "tmp" / f"{key}.{part}.{os.getpid()}"
+    # pid and thread: jobs run as threads of one Snakemake process, or as processes
+    scratch = output_dir / STATE_DIR / "tmp" / f"{key}.{part}.{os.getpid()}.{threading.get_ident()}"
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     previous = _read_json(ledger_path(output_dir, key, part))
@@ -471,15 +473,16 @@ def _kept(previous: dict | None, installer: Installer) -> list[dict]:
     return [f for f in (previous or {}).get("files", []) if f["path"] in installer.skipped and f["path"] not in exported]
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) != 4 or argv[1] not in ("nifti", "dicom"):
-        print(__doc__, file=sys.stderr)
-        return 2
-    spec_path, part, manifest_path, output_dir = Path(argv[0]), argv[1], Path(argv[2]), Path(argv[3])
+def run_job(spec_path: Path, part: str, manifest_path: Path, output_dir: Path, log=None) -> dict:
+    """One series job: export, then write its manifest atomically and a line to ``log``.
+
+    Called in a thread of the Snakemake process (rules ``convert_series`` and
+    ``copy_series``: no Python start-up per series) or by :func:`main`. Settings
+    that must not re-run finished series come from the environment
+    (``workflow_support.export_job_environment``)."""
+    spec_path, manifest_path, output_dir = Path(spec_path), Path(manifest_path), Path(output_dir)
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
     bids_schema.use_facts(output_dir / STATE_DIR / bids_schema.FACTS_FILE)  # else: load the schema
-    timeout = float(os.environ.get("BIDSPORT_TIMEOUT", "0")) or None
     manifest = export(
         spec,
         part,
@@ -487,18 +490,31 @@ def main(argv: list[str] | None = None) -> int:
         dcm2niix=os.environ.get(d2n.ENV_VAR) or None,
         copy_method=os.environ.get("BIDSPORT_COPY_METHOD", "copy"),
         copy_workers=int(os.environ.get("BIDSPORT_COPY_WORKERS", "4")),
-        timeout=timeout,
+        timeout=float(os.environ.get("BIDSPORT_TIMEOUT", "0")) or None,
     )
     manifest_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = manifest_path.with_name(f".{manifest_path.name}.tmp")
+    tmp = manifest_path.with_name(f".{manifest_path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     os.replace(tmp, manifest_path)
     line = f"{spec['key']} {spec['stem']}: {manifest['status']}"
     if manifest["message"]:
         line += f": {manifest['message']}"
-    print(line)
     if manifest.get("dcm2niix_output"):
-        print(manifest["dcm2niix_output"])
+        line += "\n" + manifest["dcm2niix_output"]
+    if isinstance(log, (str, Path)):
+        Path(log).parent.mkdir(parents=True, exist_ok=True)
+        Path(log).write_text(line + "\n", encoding="utf-8")
+    else:
+        print(line, file=log or sys.stdout)
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) != 4 or argv[1] not in ("nifti", "dicom"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    run_job(Path(argv[0]), argv[1], Path(argv[2]), Path(argv[3]))
     return 0
 
 

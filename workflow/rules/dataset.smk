@@ -15,8 +15,6 @@ rule dataset_files:
     log:
         STATE / "logs" / "dataset_files.log",
     localrule: True
-    conda:
-        ENV
     params:
         dcm2niix_version=DCM2NIIX_VERSION,
         fieldmaps=[
@@ -25,5 +23,13 @@ rule dataset_files:
             CFG["fieldmap_matching"],
             CFG["fieldmap_max_gap_minutes"],
         ],
-    script:
-        "../../scripts/rule_dataset.py"
+    run:
+        jobs.dataset_job(
+            config,
+            input.plan,
+            input.excluded,
+            input.manifests,
+            output.report,
+            params.dcm2niix_version,
+            log[0],
+        )

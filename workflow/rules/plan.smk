@@ -10,12 +10,10 @@ checkpoint plan:
     log:
         STATE / "logs" / "plan.log",
     localrule: True
-    conda:
-        ENV
     params:
         settings=settings.planning_settings(CFG),
         dicom_root=CFG["dicom_root"],
         # overwrite: clean empties output_dir at every run: a new token re-runs the plan.
         clean_token=workflow_support.clean_token(CFG),
-    script:
-        "../../scripts/rule_plan.py"
+    run:
+        jobs.plan_job(config, output.plan, output.excluded, log[0])

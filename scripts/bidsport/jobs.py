@@ -1,0 +1,92 @@
+"""The bodies of the checkpoint ``plan`` and the rule ``dataset_files``.
+
+Both run as threads of the Snakemake process (``run:`` with force-use-threads;
+they are local rules), where the libraries they need are already imported: no
+interpreter start-up and no second import of pandas on the run's critical path.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from . import bids_schema, probe
+from . import dcm2niix as d2n
+from .settings import resolve_paths
+
+
+class PlanningFailed(RuntimeError):
+    """The tables cannot be planned (the message says why; already printed)."""
+
+
+def plan_job(config: dict, plan_tsv: str, excluded_tsv: str, log_path: str) -> None:
+    """Checkpoint ``plan``: tables → plan.tsv, excluded.tsv and one spec per series."""
+    from . import nils_db, safety, table
+    from .plan import NothingToExport, build_plan, write_plan
+
+    cfg = resolve_paths(config)
+    with open(log_path, "w", encoding="utf-8") as log:
+        try:
+            series = table.load_series_table(cfg["series_table"], cfg["dicom_root"], lenient=cfg.get("lenient", False))
+            identifiers = table.load_identifiers_table(cfg.get("subject_identifiers_table"))
+            instances = table.load_instances_table(cfg.get("instances_table"), cfg["dicom_root"])
+            state = Path(excluded_tsv).parent
+            plan = build_plan(
+                series.rows,
+                cfg,
+                dicom_root=Path(cfg["dicom_root"]),
+                identifiers=identifiers,
+                table_path=str(series.path),
+                image_facts=probe.prober(os.environ.get(d2n.ENV_VAR), Path(cfg["dicom_root"]), state / "probe", instances),
+                instances=instances,
+            )
+            for warning in plan.warnings:  # unknown vocabulary, images that contradict the table
+                print(f"warning: {warning}", file=log)
+                print(f"bidsport warning: {warning}", file=sys.stderr)
+            for skipped in series.skipped:  # lenient mode: bad rows are reported, never silently dropped
+                plan.excluded.append({"line": skipped["line"], "status": "invalid", "reason": skipped["reason"]})
+            if cfg["overwrite"] == "clean":  # checked and done only now that the tables are valid
+                out = Path(cfg["output_dir"])
+                keep = (".bidsport/lock", ".bidsport/logs")
+                if cfg.get("nils_database_url"):  # this run's database snapshot: the plan's own input
+                    keep += nils_db.snapshot_relpaths()
+                removed = safety.clean_output(out, Path(cfg["dicom_root"]), keep=keep)
+                print(f"overwrite: clean removed {len(removed)} entr(y/ies) from {out}", file=log)
+            changed = write_plan(plan, Path(plan_tsv), state / "specs", Path(excluded_tsv), cfg["overwrite"])
+            bids_schema.write_facts(state / bids_schema.FACTS_FILE)  # the series jobs read these
+            msg = f"planned {len(plan.entries)} series ({changed} spec(s) changed), excluded {len(plan.excluded)}"
+            if plan.fallbacks:
+                msg += f"; no {cfg['subject_identifier_source']} identifier, named by subject_code: {', '.join(plan.fallbacks)}"
+            print(msg, file=log)
+        except (table.TableError, NothingToExport, ValueError, safety.SafetyError) as exc:
+            print(str(exc), file=log)
+            print(str(exc), file=sys.stderr)
+            raise PlanningFailed(str(exc)) from None
+        except Exception:
+            traceback.print_exc(file=log)
+            raise
+
+
+def dataset_job(config: dict, plan_tsv: str, excluded_tsv: str, manifests: list[str], report_tsv: str,
+                dcm2niix_version: str, log_path: str) -> None:  # fmt: skip
+    """Rule ``dataset_files``: dataset_description, participants, scans, .bidsignore, report."""
+    from . import dataset, table
+
+    cfg = resolve_paths(config)
+    subjects = table.load_subjects_table(cfg.get("subjects_table"))
+    ages = table.load_ages(cfg["series_table"])  # age_at_study, if the series table has it
+    counts = dataset.finalize(
+        output_dir=Path(cfg["output_dir"]),
+        plan_tsv=Path(plan_tsv),
+        excluded_tsv=Path(excluded_tsv),
+        manifests=[Path(p) for p in manifests],
+        report_tsv=Path(report_tsv),
+        cfg=cfg,
+        dcm2niix_version=dcm2niix_version,
+        subjects=subjects,
+        ages=ages,
+    )
+    with open(log_path, "w", encoding="utf-8") as log:
+        print(dataset.summary_text(counts, Path(report_tsv)), file=log)
