@@ -210,3 +210,22 @@ def test_removed_rows_are_reported_stale_and_kept(cohort):
     stale = [r for r in read_report(out) if r["status"] == "stale"]
     assert len(stale) == 1 and "sub-P002_ses-M00_T1w.nii.gz" in stale[0]["files"]
     assert (out / "sub-P002/ses-M00/anat/sub-P002_ses-M00_T1w.nii.gz").exists()  # kept: only clean removes
+
+
+def test_row_that_returns_after_its_files_were_deleted_is_exported_again(cohort):
+    """A subject taken out of the table, its folder deleted, then put back: its
+    manifests (left from the first run) must not claim files that are gone."""
+    work, cfg, table = cohort
+    out = work / "out"
+    rows = list(csv.DictReader(open(table), delimiter="\t"))
+    run_workflow(work, cfg)
+    write_rows(table, [r for r in rows if r["subject_code"] != "P-002"], list(rows[0]))
+    run_workflow(work, cfg)
+    import shutil
+
+    shutil.rmtree(out / "sub-P002")
+    write_rows(table, rows, list(rows[0]))
+    proc = run_workflow(work, cfg)
+    ran = jobs_in_dry_run(proc.stdout + proc.stderr)
+    assert ran.get("convert_series") == sum(r["subject_code"] == "P-002" for r in rows), ran
+    assert (out / "sub-P002/ses-M00/anat/sub-P002_ses-M00_T1w.nii.gz").exists()

@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import sys
+from contextlib import nullcontext
 from functools import lru_cache
 from pathlib import Path
 
@@ -132,22 +133,24 @@ def withdraw_stale_manifests(plan_tsv: Path, state: Path, dependents: list) -> i
 
     A failed series, or one whose exported file was deleted, loses its manifest so
     that Snakemake re-runs exactly that series (retry failures, restore deletions).
-    Snakemake does not re-make a missing intermediate file while the files made
-    from it are present, so the dataset step's own outputs (``dependents``) go too
-    whenever a manifest is missing. This must run before the DAG is built:
-    Snakemake caches which files exist. Returns the number of manifests withdrawn.
+    Every manifest is checked, not only the last plan's: a series that left the
+    table, lost its files and came back must be exported again (the plan that
+    brings it back is made after this check). Snakemake does not re-make a missing
+    intermediate file while the files made from it are present, so the dataset
+    step's own outputs (``dependents``) go too whenever a manifest is missing or
+    withdrawn. This must run before the DAG is built: Snakemake caches which files
+    exist. Returns the number of manifests withdrawn.
     """
-    if not Path(plan_tsv).exists():
-        return 0
+    done = Path(state) / "done"
     output_dir = Path(state).parent
     withdrawn = 0
-    missing = False
-    for path in map(Path, manifest_paths(plan_tsv, state)):
-        if path.exists() and not manifest_is_current(path, output_dir):
-            path.unlink()
-            withdrawn += 1
-        missing = missing or not path.exists()
-    if missing:
+    with os.scandir(done) if done.is_dir() else nullcontext([]) as entries:
+        for entry in entries:
+            if entry.name.endswith(".json") and not manifest_is_current(Path(entry.path), output_dir):
+                Path(entry.path).unlink(missing_ok=True)
+                withdrawn += 1
+    missing = Path(plan_tsv).exists() and any(not Path(p).exists() for p in manifest_paths(plan_tsv, state))
+    if withdrawn or missing:
         for dependent in dependents:
             Path(dependent).unlink(missing_ok=True)
     return withdrawn
