@@ -149,6 +149,28 @@ def test_several_series_in_one_folder(work):
     assert all(r["status"] == "exported" and r["files"].count(".nii.gz") == 1 for r in report), report
 
 
+def test_a_series_folder_that_also_holds_an_unlisted_series(work):
+    """The table puts the T1w alone in its folder, so its job converts the folder
+    without reading headers first; the T2w images dropped in there (a series the
+    table does not list) are told apart by series UID and left out, with a warning."""
+    import gzip
+
+    rows = rows_of(work)
+    t1w = next(r for r in rows if r["base"] == "T1w")
+    run_workflow(work, cfg(work, output_dir="reference"))
+    name = "sub-P001/ses-M00/anat/sub-P001_ses-M00_T1w.nii.gz"
+    reference = gzip.decompress((work / "reference" / name).read_bytes())
+    for f in t2w_folder(work).iterdir():
+        shutil.copy(f, work / "in/dicom" / t1w["dicom_path"] / f"t2w_{f.name}")
+    write_rows(work / "in/series_table.tsv", [r for r in rows if r["base"] != "T2w"])
+    run_workflow(work, cfg(work))
+    report = {r["series_instance_uid"]: r for r in read_report(work / "out")}
+    row = report[t1w["series_instance_uid"]]
+    assert row["status"] == "exported" and "of series not in the table: left out" in row["warnings"], row
+    assert gzip.decompress((work / "out" / name).read_bytes()) == reference
+    assert not any("T2w" in f for f in dataset_files(work / "out"))
+
+
 @pytest.mark.parametrize(
     "column, value, message",
     [

@@ -29,3 +29,14 @@ def test_foreign_files_are_kept_in_skip_mode(tmp_path):
     (out / REL).write_bytes(b"someone else's")
     installer = _install(out, tmp_path, None)
     assert (out / REL).read_bytes() == b"someone else's" and installer.skipped == [REL]
+
+
+def test_outputs_named_by_series_uid_are_told_apart_exactly():
+    prefix = "series_1.2.3"
+    assert es._named_for("series_1.2.3.nii.gz", prefix)
+    assert es._named_for("series_1.2.3_e2.json", prefix)
+    assert es._named_for("series_1.2.3_ph.nii.gz", prefix)
+    assert es._named_for("series_1.2.3a.nii.gz", prefix)  # dcm2niix's suffix for a repeated name
+    assert not es._named_for("series_1.2.34.nii.gz", prefix)  # another UID that starts like ours
+    assert not es._named_for("series_1.2.3.4.nii.gz", prefix)
+    assert not es._named_for("series_9.9.nii.gz", prefix)

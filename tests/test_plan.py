@@ -114,3 +114,20 @@ def test_specs_are_rewritten_only_when_their_series_changes(tmp_path):
     assert write_plan(plan(frame, tmp_path), out / "plan.tsv", out / "specs", out / "excluded.tsv", "skip") == 1
     assert spec.stat().st_mtime_ns == mtime
     assert json.loads((out / "specs" / f"{series_key('1.1', 0)}.json").read_text())["suffix"] == "T2w"
+
+
+def test_sources_shared_by_several_series_are_known_to_the_plan(tmp_path):
+    from bidsport.plan import sources_with_several_series
+
+    table = pd.DataFrame(
+        {
+            "dicom_path": ["a", "b", "b", "c", "c/inner", "/abs/d"],
+            "series_instance_uid": ["1.1", "1.2", "1.2", "1.3", "1.4", "1.5"],
+        }
+    )
+    shared = sources_with_several_series(table, tmp_path)
+    assert str(tmp_path / "a") not in shared
+    assert str(tmp_path / "b") not in shared  # two stacks of one series
+    assert str(tmp_path / "c") in shared  # another series lives under it
+    assert str(tmp_path / "c/inner") not in shared
+    assert "/abs/d" not in shared

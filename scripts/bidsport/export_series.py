@@ -89,6 +89,28 @@ def collect_outputs(scratch: Path, filename: str = "series") -> dict[str, list[P
     return {k: v for k, v in groups.items() if any(p.name.endswith(NIFTI_EXTS) for p in v)}
 
 
+def convert_alone(dcm2niix: str, source: Path, uid: str, out: Path, compress: bool, timeout: float | None):
+    """Convert all of ``source`` with outputs named ``series_<SeriesInstanceUID>…``:
+    (result, this series' output groups, names of other series' images)."""
+    out.mkdir(parents=True)
+    prefix = f"series_{uid}"
+    result = d2n.convert(dcm2niix, source, out, compress=compress, filename="series_%j", timeout=timeout)
+    strangers = sorted(p.name for p in out.iterdir() if p.name.endswith(NIFTI_EXTS) and not _named_for(p.name, prefix))
+    for path in out.iterdir():
+        if not _named_for(path.name, prefix):
+            path.unlink()
+    return result, collect_outputs(out, prefix), strangers
+
+
+def _named_for(name: str, prefix: str) -> bool:
+    """Whether a dcm2niix output is ``prefix`` + postfix (``_e2``, ``_ph``, ``a`` …) +
+    extension: a UID that merely starts with ours (``1.2.3`` vs ``1.2.34``) is not."""
+    if not name.startswith(prefix):
+        return False
+    rest = name[len(prefix) :]
+    return not (rest[:1].isdigit() or (rest[:1] == "." and rest[1:2].isdigit()))
+
+
 def select_stack(groups: dict[str, list[Path]], spec: dict) -> dict[str, list[Path]]:
     """For a series with several table rows (stacks), keep this row's outputs.
 
@@ -397,21 +419,35 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
         copy_dicom = part == "dicom" and bool(spec.get("dicom_dir"))
         if part == "nifti" and not nifti or part == "dicom" and not copy_dicom:
             raise SeriesFailed(f"the plan has no {part} output for this series")
-        scan = listed_files(spec) if listed else scan_series(source, spec["series_instance_uid"])
-        if not scan.files:
-            raise SeriesFailed(f"no DICOM image of series {spec['series_instance_uid']} under {source}")
+        if nifti and not dcm2niix:
+            raise SeriesFailed("no dcm2niix binary was given")
+        uid = spec["series_instance_uid"]
+        result = groups = None
+        if nifti and spec.get("source_alone"):
+            # No other series of the table is in or under source: convert it without
+            # reading every header first. dcm2niix names each output by its series
+            # UID (%j), so a series the table does not list is told apart and left out.
+            result, groups, strangers = convert_alone(dcm2niix, source, uid, scratch / "nii-alone", nifti == "nii.gz", timeout)
+            if strangers:
+                manifest["warnings"].append(f"{source} also holds {len(strangers)} image(s) of series not in the table: left out")
+            if not groups:  # not found by UID (or nothing converted): take the exact path
+                result = None
+        scan = None
+        if result is None:
+            scan = listed_files(spec) if listed else scan_series(source, uid)
+            if not scan.files:
+                raise SeriesFailed(f"no DICOM image of series {uid} under {source}")
         if nifti:
-            if not dcm2niix:
-                raise SeriesFailed("no dcm2niix binary was given")
-            out = scratch / "nii"
-            out.mkdir()
-            if listed:
-                convert_from = _file_list(scan.files, scratch)
-            else:
-                convert_from = source if scan.pure else _symlink_folder(scan.files, scratch / "src")
-            result = d2n.convert(dcm2niix, convert_from, out, compress=(nifti == "nii.gz"), timeout=timeout)
+            if result is None:
+                out = scratch / "nii"
+                out.mkdir()
+                if listed:
+                    convert_from = _file_list(scan.files, scratch)
+                else:
+                    convert_from = source if scan.pure else _symlink_folder(scan.files, scratch / "src")
+                result = d2n.convert(dcm2niix, convert_from, out, compress=(nifti == "nii.gz"), timeout=timeout)
+                groups = collect_outputs(out)
             manifest["dcm2niix_output"] = result.output[-4000:]
-            groups = collect_outputs(out)
             if result.returncode is None:
                 raise SeriesFailed(f"dcm2niix timed out after {timeout:g} s")
             if not groups:

@@ -1,8 +1,8 @@
-"""The bodies of the checkpoint ``plan`` and the rule ``dataset_files``.
+"""The bodies of the checkpoint ``plan`` and the rules ``dataset_files`` and ``qc_subject``.
 
-Both run as threads of the Snakemake process (``run:`` with force-use-threads;
-they are local rules), where the libraries they need are already imported: no
-interpreter start-up and no second import of pandas on the run's critical path.
+They run as threads of the Snakemake process (``run:`` with force-use-threads),
+where the libraries they need are imported once per run: no interpreter start-up,
+and no second import of pandas or nibabel, per job.
 """
 
 from __future__ import annotations
@@ -90,3 +90,19 @@ def dataset_job(config: dict, plan_tsv: str, excluded_tsv: str, manifests: list[
     )
     with open(log_path, "w", encoding="utf-8") as log:
         print(dataset.summary_text(counts, Path(report_tsv)), file=log)
+
+
+def qc_job(rows, output_dir: str, dicom_root: str, snapshots: str, summary: str, subject: str, log_path: str) -> None:
+    """Rule ``qc_subject``: snapshots of one subject's NIfTI images and its summary page."""
+    from . import qc
+
+    result = qc.subject_qc(
+        rows=list(rows),
+        output_dir=Path(output_dir),
+        state_dir=Path(output_dir) / ".bidsport",
+        snapshot_dir=Path(snapshots),
+        summary=Path(summary),
+        dicom_root=Path(dicom_root).absolute(),
+    )
+    with open(log_path, "w", encoding="utf-8") as log:
+        print(f"sub-{subject}: {result['images']} snapshot(s); {result['problems']} image(s) could not be read", file=log)

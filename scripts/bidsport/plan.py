@@ -82,6 +82,9 @@ class PlanEntry:
     multi_suffix: str = ""
     warnings: list[str] = field(default_factory=list)  # planning-time warnings (unknown values, images vs table)
     files: list[str] | None = None  # exact files (instances table), in order; None: scan source
+    # The table puts no other series in or under ``source``: its job may convert the
+    # folder without reading every header first (outputs are told apart by UID).
+    source_alone: bool = False
 
     def spec(self, overwrite: str) -> dict:
         """What the series job needs, and nothing else (its only input)."""
@@ -94,6 +97,8 @@ class PlanEntry:
         spec["overwrite"] = overwrite
         if self.files is not None:
             spec["files"] = self.files
+        elif self.source_alone:
+            spec["source_alone"] = True
         return spec
 
 
@@ -105,6 +110,17 @@ class Plan:
     fallbacks: list[str] = field(default_factory=list)  # subject_codes with no alternative id
     sessions: dict[tuple[str, str], dict] = field(default_factory=dict)  # (sub, ses) → info
     warnings: list[str] = field(default_factory=list)  # shown at planning time and in the report
+
+
+def sources_with_several_series(table: pd.DataFrame, dicom_root: Path) -> set[str]:
+    """Source paths that hold, in or under them, the files of more than one series of
+    the table (every row counts, exported or not: a localizer shares folders too)."""
+    uids_under: dict[str, set[str]] = defaultdict(set)
+    for value, uid in zip(table["dicom_path"], table["series_instance_uid"]):
+        path = resolve_dicom_path(value, dicom_root).absolute()
+        for folder in (path, *path.parents):
+            uids_under[str(folder)].add(uid)
+    return {folder for folder, uids in uids_under.items() if len(uids) > 1}
 
 
 def series_key(uid: str, stack_index: int) -> str:
@@ -305,6 +321,7 @@ def build_plan(
         raise TableError(problems)
 
     stacks = Counter(r["series_instance_uid"] for r in records)
+    shared_sources = sources_with_several_series(table, dicom_root)
     symri = bool(cfg.get("symri_subfolder", True))
     plan_warnings: list[str] = []
     for r in records:
@@ -384,6 +401,7 @@ def build_plan(
                 multi_suffix=n.multi_suffix,
                 warnings=r["_warnings"],
                 files=None if instances is None else instances.get((uid, stack_index), []),
+                source_alone=str(resolve_dicom_path(r["dicom_path"], dicom_root).absolute()) not in shared_sources,
             )
         )
     sessions = {}

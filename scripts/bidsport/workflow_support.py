@@ -23,6 +23,16 @@ def prepare_job_environment(basedir: str) -> None:
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 
+def run_jobs_in_threads(workflow) -> bool:
+    """Make Snakemake's local executor run ``run:`` jobs in threads (the effect of
+    ``--force-use-threads``); True if the setting could be made."""
+    settings = getattr(workflow, "execution_settings", None)
+    if settings is None or not hasattr(settings, "use_threads"):
+        return False
+    settings.use_threads = True
+    return True
+
+
 def check_dcm2niix(cfg: dict) -> tuple[str | None, str]:
     """(binary, version) when NIfTI is wanted, else (None, ""); raises a clear error."""
     if not wants_nifti(cfg):

@@ -15,6 +15,12 @@ from bidsport import export_series, jobs, qc, safety, settings, workflow_support
 
 workflow_support.prepare_job_environment(workflow.basedir)
 
+# The plan, series, dataset and QC jobs are `run:` blocks that call bidsport: run
+# them as threads of this process (as --force-use-threads does), never as one new
+# Snakemake process each (~2 s of start-up a job). Set here, not only in the
+# profile, because a cluster job step that runs a group of series gets no such flag.
+workflow_support.run_jobs_in_threads(workflow)
+
 # Without --configfile/--config, export the demo (config/config.yaml).
 if not config:
 

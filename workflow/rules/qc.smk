@@ -1,5 +1,6 @@
-# Visual QC for `snakemake --report report.html`: one job per subject (imaging
-# libraries are slow to import), re-run only when that subject's series change.
+# Visual QC for `snakemake --report report.html`: one job per subject, re-run only
+# when that subject's series change; a thread of the Snakemake process (the imaging
+# libraries are imported once per run, not once per subject).
 
 
 rule qc_subject:
@@ -25,11 +26,9 @@ rule qc_subject:
         STATE / "logs" / "qc" / "sub-{subject}.log",
     group:
         "qc"
-    conda:
-        ENV
     params:
         rows=qc_rows,
         output_dir=OUT,
         dicom_root=CFG["dicom_root"],
-    script:
-        "../../scripts/rule_qc.py"
+    run:
+        jobs.qc_job(params.rows, params.output_dir, params.dicom_root, output.snapshots, output.summary, wildcards.subject, log[0])
