@@ -101,7 +101,7 @@ def _time(text: str) -> dt.time | None:
 def _files(samples: Path, row: dict) -> list[tuple[str, int | None, str, bool]]:
     """(relative path, InstanceNumber, SOPInstanceUID, is phase) of the series' files."""
     out = []
-    for path in scan_series(samples / row["dicom_path"], row["series_instance_uid"]).files:
+    for path in map(Path, scan_series(samples / row["dicom_path"], row["series_instance_uid"]).files):
         ds = pydicom.dcmread(path, stop_before_pixels=True)
         number = ds.get("InstanceNumber")
         image_type = [str(v).upper() for v in ds.get("ImageType", [])]

@@ -43,7 +43,7 @@ _UID_CHARS = b"0123456789."
 
 @dataclass
 class Scan:
-    files: list[Path]  # the series' own image files, sorted
+    files: list[str]  # the series' own image files, sorted (str: no Path per file)
     pure: bool  # True when the folder holds nothing else that looks like DICOM
 
 
@@ -151,4 +151,4 @@ def scan_series(source: Path, uid: str) -> Scan:
             mine.append(path)
         else:
             others += 1
-    return Scan(files=[Path(p) for p in mine], pure=others == 0)
+    return Scan(files=mine, pure=others == 0)

@@ -190,38 +190,38 @@ def direction_warnings(spec: dict, moves: list[tuple[Path, str]]) -> list[str]:
 # --------------------------------------------------------------------------- DICOM
 
 
-def _symlink_folder(files: list[Path], folder: Path) -> Path:
+def _symlink_folder(files: list[str], folder: Path) -> Path:
     """A folder of links to just this series' files, for dcm2niix to convert."""
     folder.mkdir(parents=True)
     for i, path in enumerate(files):
-        os.symlink(path.absolute(), folder / f"{i:06d}_{path.name}")
+        os.symlink(os.path.abspath(path), folder / f"{i:06d}_{os.path.basename(path)}")
     return folder
 
 
 def listed_files(spec: dict) -> Scan:
     """The stack's exact files (spec ``files``); every one must exist: a listed file
     that is missing fails the series (naming it) rather than exporting part of it."""
-    files = [Path(f) for f in spec["files"]]
+    files = [str(f) for f in spec["files"]]
     if not files:
         raise SeriesFailed(f"no file is listed for series {spec['series_instance_uid']} stack {spec.get('stack_index', 0)} (instances table)")
-    missing = [f for f in files if not f.is_file()]
+    missing = [f for f in files if not os.path.isfile(f)]
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise SeriesFailed(f"{len(missing)} of the {len(files)} listed DICOM file(s) of this stack are missing: {missing[0]}{more}")
     return Scan(files=files, pure=False)
 
 
-def _file_list(files: list[Path], scratch: Path) -> Path:
+def _file_list(files: list[str], scratch: Path) -> Path:
     """dcm2niix input restricted to ``files``: a text file listing them (read with
     ``-s y``, which dcm2niix.convert adds for a file); same output as the folder."""
     if any("\n" in str(f) for f in files):  # a name a list cannot hold
         return _symlink_folder(files, scratch / "src")
     listing = scratch / "files.txt"
-    listing.write_text("".join(f"{f.absolute()}\n" for f in files), encoding="utf-8")
+    listing.write_text("".join(f"{os.path.abspath(f)}\n" for f in files), encoding="utf-8")
     return listing
 
 
-def copy_files(files: list[Path], dest: Path, method: str, workers: int) -> None:
+def copy_files(files: list[str], dest: Path, method: str, workers: int) -> None:
     """Copy (or hardlink/reflink, falling back to a copy) ``files`` flat into ``dest``.
 
     One ``cp`` process per batch of files (coreutils: copy_file_range/FICLONE, no
@@ -230,7 +230,7 @@ def copy_files(files: list[Path], dest: Path, method: str, workers: int) -> None
     loop below run, to give the later ones an index prefix.
     """
     dest.mkdir(parents=True, exist_ok=True)
-    if len({src.name for src in files}) == len(files) and _cp_files(files, dest, method):
+    if len({os.path.basename(src) for src in files}) == len(files) and _cp_files(files, dest, method):
         return
     _copy_each(files, dest, method, workers)
 
@@ -240,7 +240,7 @@ _CP_FLAGS = {"copy": ["--reflink=never"], "reflink": ["--reflink=auto"], "hardli
 _ARGV_BUDGET = 96 * 1024  # bytes of file names per cp call (far below ARG_MAX)
 
 
-def _cp_files(files: list[Path], dest: Path, method: str) -> bool:
+def _cp_files(files: list[str], dest: Path, method: str) -> bool:
     """``cp`` the files into ``dest`` in batches; False (dest emptied) if cp refused,
     e.g. a hardlink across filesystems, so that the caller copies file by file."""
     import subprocess
@@ -267,11 +267,12 @@ def _cp_files(files: list[Path], dest: Path, method: str) -> bool:
     return True
 
 
-def _copy_each(files: list[Path], dest: Path, method: str, workers: int) -> None:
+def _copy_each(files: list[str], dest: Path, method: str, workers: int) -> None:
     used: set[str] = set()
     jobs = []
     for i, src in enumerate(files):
-        name = src.name if src.name not in used else f"{i:05d}_{src.name}"
+        base = os.path.basename(src)
+        name = base if base not in used else f"{i:05d}_{base}"
         used.add(name)
         jobs.append((src, dest / name))
 

@@ -61,10 +61,10 @@ def image_kind(postfix: str, sidecar: dict) -> str:
     return "magnitude"
 
 
-def _cache_key(source: Path, uid: str, files: list[Path]) -> str:
+def _cache_key(source: Path, uid: str, files: list[str]) -> str:
     digest = hashlib.sha1(f"{source}\n{uid}".encode())
     for path in files:
-        st = path.stat()
+        st = os.stat(path)
         digest.update(f"\n{path}:{st.st_size}:{st.st_mtime_ns}".encode())
     return digest.hexdigest()[:20]
 
@@ -75,8 +75,8 @@ def probe(
     """The facts of series ``uid`` under ``source`` (or of exactly ``files``, a stack's
     own files from the instances table); None if dcm2niix cannot read it."""
     if files is not None:
-        paths = [Path(f) for f in files]
-        if not paths or not all(p.is_file() for p in paths):
+        paths = [str(f) for f in files]
+        if not paths or not all(os.path.isfile(p) for p in paths):
             return None  # the series job reports the missing files
         scan = Scan(files=paths, pure=False)
     else:
@@ -96,7 +96,7 @@ def probe(
             target = work / "src"
             target.mkdir()
             for i, path in enumerate(scan.files):
-                os.symlink(path.absolute(), target / f"{i:06d}_{path.name}")
+                os.symlink(os.path.abspath(path), target / f"{i:06d}_{os.path.basename(path)}")
         out = work / "out"
         out.mkdir()
         result = d2n.convert(dcm2niix, target, out, compress=False, timeout=timeout, sidecars_only=True)
