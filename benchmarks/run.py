@@ -525,7 +525,7 @@ def render(args, sizes, repeats, tools, nifti, dicom, floor, planning, scaled, r
         "# bidsport benchmark results",
         "",
         f"Run {started_at}. Machine: {platform.machine()}, {os.cpu_count()} cores, "
-        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, shared with other engineers' work; "
+        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB (its load during the run: below); "
         f"Python {platform.python_version()}; bidsport {__version__}; dcm2niix {version(find_dcm2niix())} (`{find_dcm2niix()}`).",
         ("" if final else "**PARTIAL: this file was written while the run was still going; figures not yet measured say so.**\n\n")
         + f"Machine load (1-min load average): {load_start[0]:.2f} at the start, {load_end[0]:.2f} at the end; sampled before "

@@ -11,7 +11,14 @@ min_version("9.0")
 # scripts/ holds the bidsport package; make it importable here (jobs get PYTHONPATH
 # and PATH from workflow_support.prepare_job_environment below).
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
-from bidsport import export_series, jobs, qc, safety, settings, workflow_support  # noqa: E402
+from bidsport import (
+    export_series,
+    jobs,
+    qc,
+    safety,
+    settings,
+    workflow_support,
+)  # noqa: E402
 
 workflow_support.prepare_job_environment(workflow.basedir)
 

@@ -31,4 +31,12 @@ rule qc_subject:
         output_dir=OUT,
         dicom_root=CFG["dicom_root"],
     run:
-        jobs.qc_job(params.rows, params.output_dir, params.dicom_root, output.snapshots, output.summary, wildcards.subject, log[0])
+        jobs.qc_job(
+            params.rows,
+            params.output_dir,
+            params.dicom_root,
+            output.snapshots,
+            output.summary,
+            wildcards.subject,
+            log[0],
+        )
