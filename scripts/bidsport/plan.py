@@ -116,10 +116,17 @@ def sources_with_several_series(table: pd.DataFrame, dicom_root: Path) -> set[st
     """Source paths that hold, in or under them, the files of more than one series of
     the table (every row counts, exported or not: a localizer shares folders too)."""
     uids_under: dict[str, set[str]] = defaultdict(set)
+    root = str(Path(dicom_root).absolute())
     for value, uid in zip(table["dicom_path"], table["series_instance_uid"]):
-        path = resolve_dicom_path(value, dicom_root).absolute()
-        for folder in (path, *path.parents):
-            uids_under[str(folder)].add(uid)
+        # Strings, not a Path per row and parent (10,000 rows: 0.9 → 0.1 s); the
+        # caller normalises a row's source the same way.
+        folder = os.path.normpath(os.path.join(root, value))
+        while True:
+            uids_under[folder].add(uid)
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                break
+            folder = parent
     return {folder for folder, uids in uids_under.items() if len(uids) > 1}
 
 
@@ -401,7 +408,7 @@ def build_plan(
                 multi_suffix=n.multi_suffix,
                 warnings=r["_warnings"],
                 files=None if instances is None else instances.get((uid, stack_index), []),
-                source_alone=str(resolve_dicom_path(r["dicom_path"], dicom_root).absolute()) not in shared_sources,
+                source_alone=os.path.normpath(os.path.join(dicom_root.absolute(), r["dicom_path"])) not in shared_sources,
             )
         )
     sessions = {}
