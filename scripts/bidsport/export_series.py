@@ -429,9 +429,9 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
             # reading every header first. dcm2niix names each output by its series
             # UID (%j), so a series the table does not list is told apart and left out.
             result, groups, strangers = convert_alone(dcm2niix, source, uid, scratch / "nii-alone", nifti == "nii.gz", timeout)
-            if strangers:
+            if groups and strangers:
                 manifest["warnings"].append(f"{source} also holds {len(strangers)} image(s) of series not in the table: left out")
-            if not groups:  # not found by UID (or nothing converted): take the exact path
+            elif not groups and result.returncode is not None:  # none named by our UID: take the exact path
                 result = None
         scan = None
         if result is None:

@@ -18,7 +18,7 @@ from .settings import resolve_paths
 
 
 class PlanningFailed(RuntimeError):
-    """The tables cannot be planned (the message says why; already printed)."""
+    """The tables cannot be planned (the message says why)."""
 
 
 def plan_job(config: dict, plan_tsv: str, excluded_tsv: str, log_path: str) -> None:
@@ -62,8 +62,7 @@ def plan_job(config: dict, plan_tsv: str, excluded_tsv: str, log_path: str) -> N
             print(msg, file=log)
         except (table.TableError, NothingToExport, ValueError, safety.SafetyError) as exc:
             print(str(exc), file=log)
-            print(str(exc), file=sys.stderr)
-            raise PlanningFailed(str(exc)) from None
+            raise PlanningFailed(str(exc)) from None  # Snakemake prints the message
         except Exception:
             traceback.print_exc(file=log)
             raise
