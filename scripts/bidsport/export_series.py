@@ -1,6 +1,4 @@
-"""Export one series: the body of the per-series DAG node.
-
-``python -m bidsport.export_series SPEC PART MANIFEST OUTPUT_DIR``
+"""Export one series: the body of the per-series DAG node (:func:`run_job`).
 
 ``PART`` is ``nifti`` (dcm2niix; rule ``convert_series``) or ``dicom`` (copies;
 rule ``copy_series``): one DAG node each, sharing one spec.
@@ -20,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import threading
 import time
 import traceback
@@ -510,11 +507,11 @@ def _kept(previous: dict | None, installer: Installer) -> list[dict]:
     return [f for f in (previous or {}).get("files", []) if f["path"] in installer.skipped and f["path"] not in exported]
 
 
-def run_job(spec_path: Path, part: str, manifest_path: Path, output_dir: Path, log=None) -> dict:
-    """One series job: export, then write its manifest atomically and a line to ``log``.
+def run_job(spec_path: Path, part: str, manifest_path: Path, output_dir: Path, log_path: Path) -> dict:
+    """One series job: export, then write its manifest atomically and its log.
 
     Called in a thread of the Snakemake process (rules ``convert_series`` and
-    ``copy_series``: no Python start-up per series) or by :func:`main`. Settings
+    ``copy_series``: no Python start-up per series). Settings
     that must not re-run finished series come from the environment
     (``workflow_support.export_job_environment``)."""
     spec_path, manifest_path, output_dir = Path(spec_path), Path(manifest_path), Path(output_dir)
@@ -538,22 +535,6 @@ def run_job(spec_path: Path, part: str, manifest_path: Path, output_dir: Path, l
         line += f": {manifest['message']}"
     if manifest.get("dcm2niix_output"):
         line += "\n" + manifest["dcm2niix_output"]
-    if isinstance(log, (str, Path)):
-        Path(log).parent.mkdir(parents=True, exist_ok=True)
-        Path(log).write_text(line + "\n", encoding="utf-8")
-    else:
-        print(line, file=log or sys.stdout)
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(log_path).write_text(line + "\n", encoding="utf-8")
     return manifest
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) != 4 or argv[1] not in ("nifti", "dicom"):
-        print(__doc__, file=sys.stderr)
-        return 2
-    run_job(Path(argv[0]), argv[1], Path(argv[2]), Path(argv[3]))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
