@@ -1,6 +1,6 @@
 import pytest
 
-from bidsport import naming
+from bidsport import images, naming
 from bidsport.dataset import bidsignore_lines, is_raw_file
 
 
@@ -77,12 +77,36 @@ def test_fieldmap_outputs(construct, postfixes, expected):
     assert [names[p].split("_")[-1] for p in postfixes] == expected
 
 
-def test_unknown_postfixes_stay_distinct_and_valid():
+def test_unknown_postfixes_stay_distinct_and_valid_and_never_become_labels():
     localizer_like = name(directory_type="anat", base="T1w")
     names = full(localizer_like, ["_i00001", "_i00008", "_i00015"])
     assert len(set(names.values())) == 3
-    assert names["_i00008"] == "sub-01_ses-M00_acq-i00008_T1w"
+    assert not any("i000" in n for n in names.values())  # dcm2niix's tokens are no entity values
+    assert names["_i00001"] == "sub-01_ses-M00_T1w" and names["_i00008"] == "sub-01_ses-M00_acq-n2_T1w"
     assert all(is_raw_file(f"sub-01/ses-M00/anat/{n}.nii.gz") for n in names.values())
+
+
+def test_alike_outputs_are_told_apart_by_their_orientation():
+    localizer_like = name(directory_type="anat", base="T1w")
+    axial, coronal, sagittal = [1, 0, 0, 0, 1, 0], [1, 0, 0, 0, 0, -1], [0, 1, 0, 0, 0, -1]
+    facts = {
+        p: images.output_facts(p, {"ImageOrientationPatientDICOM": iop})
+        for p, iop in (("_i00001", axial), ("_i00008", coronal), ("_i00015", sagittal))
+    }
+    out = naming.name_outputs(localizer_like, facts)
+    assert [dict(out[p].entities)["acq"] for p in sorted(out)] == ["axial", "coronal", "sagittal"]
+
+
+def test_both_polarities_of_one_pepolar_series_are_named_by_their_own_direction():
+    epi = name(directory_type="fmap", technique="SE-EPI")
+    iop = [1, 0, 0, 0, 1, 0]
+    facts = {
+        "": images.output_facts("", {"PhaseEncodingDirection": "j", "ImageOrientationPatientDICOM": iop}),
+        "a": images.output_facts("a", {"PhaseEncodingDirection": "j-", "ImageOrientationPatientDICOM": iop}),
+    }
+    out = naming.name_outputs(epi, facts)
+    assert {p: dict(o.entities).get("dir") for p, o in out.items()} == {"": "PA", "a": "AP"}
+    assert all("acq" not in dict(o.entities) for o in out.values())  # dcm2niix's ``a`` is no label
 
 
 def test_run_entity_position_follows_schema():

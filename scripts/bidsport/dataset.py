@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import fnmatch
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -118,6 +119,26 @@ def acq_time(study_date: str, series_time: str) -> str:
     return f"{parse_date(study_date).isoformat()}T{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+_CLOCK = re.compile(r"(?:(\d{4}-?\d{2}-?\d{2})T?)?(\d{1,2}):?(\d{1,2}):?(\d{1,2}(?:\.\d+)?)")
+
+
+def acquisition(row: dict, manifest: dict | None) -> tuple[float, str]:
+    """(seconds, for ordering; BIDS ``acq_time``) of a series. The images' own
+    acquisition time (dcm2niix's sidecar, kept by the series job) comes first: a
+    table's ``series_time`` can lie minutes after the acquisition. The table's
+    ``study_date`` gives the day where the images give only a time of day."""
+    found = _CLOCK.fullmatch(str((manifest or {}).get("acquired") or "").strip())
+    if found:
+        date = found.group(1) or row.get("study_date") or ""
+        hours, minutes, seconds = int(found.group(2)), int(found.group(3)), float(found.group(4))
+        if date and hours < 24 and minutes < 60 and seconds < 61:
+            day = parse_date(date)
+            whole = int(seconds)
+            text = f"{day.isoformat()}T{hours:02d}:{minutes:02d}:{whole:02d}"
+            return day.toordinal() * 86400 + hours * 3600 + minutes * 60 + seconds, text
+    return _acq_seconds(row), acq_time(row.get("study_date", ""), row.get("series_time", ""))
+
+
 def finalize(
     *,
     output_dir: Path,
@@ -198,10 +219,11 @@ def finalize(
         sessions = _sessions_table(cfg, plan)
         _fill_phasediff_echo_times(output_dir, dataset_files)
         _link_fieldmaps(output_dir, plan, by_key, cfg, links)
-        _write_sessions(output_dir, plan, sessions)
-        _write_dataset_description(output_dir, cfg, dcm2niix_version)
+        # Only subjects and sessions with data in the dataset are listed.
         exported = [r for r in plan if by_key.get(r["key"], {}).get("status") in ("exported", "skipped")]
-        _write_participants(output_dir, plan, subjects, first_session_ages(exported, ages))
+        _write_sessions(output_dir, exported, sessions, by_key)
+        _write_dataset_description(output_dir, cfg, dcm2niix_version)
+        _write_participants(output_dir, exported, subjects, first_session_ages(exported, ages))
         _write_scans(output_dir, plan, by_key)
         ignore = bidsignore_lines(dataset_files, incomplete)
         write_if_changed(output_dir / ".bidsignore", "".join(line + "\n" for line in ignore))
@@ -287,7 +309,7 @@ def _write_scans(output_dir: Path, plan: list[dict], by_key: dict) -> None:
             depth = 2 if len(parts) > 1 and parts[1].startswith("ses-") else 1
             folder = "/".join(parts[:depth])
             per_folder.setdefault(folder, []).append(
-                {"filename": "/".join(parts[depth:]), "acq_time": acq_time(row.get("study_date", ""), row.get("series_time", ""))}
+                {"filename": "/".join(parts[depth:]), "acq_time": acquisition(row, m)[1]}
             )
     for folder, rows in per_folder.items():
         name = folder.replace("/", "_") + "_scans.tsv"
@@ -333,7 +355,7 @@ def _link_fieldmaps(output_dir: Path, plan: list[dict], by_key: dict, cfg: dict,
     for row in plan:
         for f in by_key.get(row["key"], {}).get("files", []):
             if f["path"].endswith(NIFTI_EXTS) and not f.get("incomplete") and is_raw_file(f["path"]):
-                images.append(fieldmaps.Image(f["path"], _acq_seconds(row)))
+                images.append(fieldmaps.Image(f["path"], acquisition(row, by_key.get(row["key"]))[0]))
                 files_of.setdefault((row["series_instance_uid"], int(row.get("stack_index") or 0)), []).append(f["path"])
     overrides: dict[str, str | None] = {}
     links_path = fieldmaps.table_path(cfg, "fieldmap_links_table")
@@ -392,7 +414,7 @@ def _sessions_table(cfg: dict, plan: list[dict]):
     return frame
 
 
-def _write_sessions(output_dir: Path, plan: list[dict], sessions: pd.DataFrame | None = None) -> None:
+def _write_sessions(output_dir: Path, plan: list[dict], sessions: pd.DataFrame | None = None, by_key: dict | None = None) -> None:
     """``sub-X/sub-X_sessions.tsv``: session_id, the session's first acquisition and
     the sessions table's columns (n/a where it has none); ``sessions.json`` describes them."""
     extra_cols: list[str] = []
@@ -405,10 +427,10 @@ def _write_sessions(output_dir: Path, plan: list[dict], sessions: pd.DataFrame |
     for row in plan:
         if not row.get("session"):
             continue
-        seconds = _acq_seconds(row)
+        seconds, text = acquisition(row, (by_key or {}).get(row.get("key")))
         current = first.setdefault(row["subject"], {}).get(row["session"])
         if current is None or seconds < current[0]:
-            first[row["subject"]][row["session"]] = (seconds, acq_time(row.get("study_date", ""), row.get("series_time", "")))
+            first[row["subject"]][row["session"]] = (seconds, text)
     columns = ["session_id", "acq_time", *extra_cols]
     for subject, by_session in first.items():
         rows = []

@@ -24,7 +24,7 @@ import traceback
 from pathlib import Path
 
 from . import dcm2niix as d2n
-from . import bids_schema, naming, probe, sidecars
+from . import bids_schema, images, naming, sidecars, stacks
 from .dicom_scan import Scan, scan_series
 from .fsutil import write_if_changed
 
@@ -35,6 +35,10 @@ STATE_DIR = ".bidsport"
 
 class SeriesFailed(RuntimeError):
     pass
+
+
+class NotExported(RuntimeError):
+    """What the images are has no place in the dataset (the report says why)."""
 
 
 def inside(root: Path, relative: str) -> Path:
@@ -108,22 +112,75 @@ def _named_for(name: str, prefix: str) -> bool:
     return not (rest[:1].isdigit() or (rest[:1] == "." and rest[1:2].isdigit()))
 
 
-def select_stack(groups: dict[str, list[Path]], spec: dict) -> dict[str, list[Path]]:
-    """For a series with several table rows (stacks), keep this row's outputs.
+def sidecar_facts(groups: dict[str, list[Path]]) -> dict[str, images.OutputFacts]:
+    """postfix → what each output is, from its sidecar (its postfix where it has none)."""
+    facts = {}
+    for postfix, files in groups.items():
+        sidecar = next((p for p in files if p.name.endswith(".json")), None)
+        try:
+            data = json.loads(sidecar.read_text(encoding="utf-8")) if sidecar else {}
+        except (OSError, ValueError):
+            data = {}
+        facts[postfix] = images.output_facts(postfix, data)
+    return facts
 
-    Stacks map to dcm2niix outputs in order: echoes for ``multi_echo``, otherwise
-    the sorted postfixes (magnitude before phase, for ``image_type_variation``).
-    """
+
+def _matches(output: images.OutputFacts, stack: dict) -> bool:
+    """Whether a converted image is what the stack's columns say the stack holds."""
+    if "echo_time" in stack and output.echo_time is not None:
+        if abs(output.echo_time - float(stack["echo_time"])) > max(stacks.ECHO_TOLERANCE_MS, 0.005 * stack["echo_time"]):
+            return False
+    wanted = stacks.image_part(stack.get("image_type"))
+    if wanted and (output.part or "mag") != wanted:
+        return False
+    if "image_orientation" in stack and output.orientation:
+        if output.orientation != str(stack["image_orientation"]).lower():
+            return False
+    return True
+
+
+def select_stack(groups: dict[str, list[Path]], spec: dict, facts: dict[str, images.OutputFacts]) -> dict[str, list[Path]]:
+    """For one stack of a multi-stack series, keep the outputs that are that stack:
+    matched by what the stack's columns say it holds (echo time, ImageType,
+    orientation) against each output's sidecar, never by order."""
     n = int(spec.get("n_stacks") or 1)
+    stack = spec.get("stack") or {}
     if n <= 1:
         return groups
+    if not stack:
+        return _select_by_index(groups, spec)
+    chosen = {p: files for p, files in groups.items() if _matches(facts[p], stack)}
+    if not chosen:
+        raise SeriesFailed(
+            f"none of the {len(groups)} image(s) dcm2niix wrote for this series is stack {spec.get('stack_index', 0)} "
+            f"({_describe_stack(stack)}): it wrote {'; '.join(_describe_output(facts[p]) for p in sorted(groups))}"
+        )
+    return chosen
+
+
+def _describe_stack(stack: dict) -> str:
+    shown = [f"echo time {stack['echo_time']:g} ms" if "echo_time" in stack else "",
+             f"ImageType {stack['image_type']}" if stack.get("image_type") else "",
+             f"orientation {stack['image_orientation']}" if stack.get("image_orientation") else ""]  # fmt: skip
+    return ", ".join(x for x in shown if x) or "no stack columns"
+
+
+def _describe_output(f: images.OutputFacts) -> str:
+    echo = f"echo time {f.echo_time:g} ms" if f.echo_time is not None else "no echo time"
+    return f"{f.postfix or '(plain)'}: {echo}, {f.part or 'mag'}" + (f", {f.orientation}" if f.orientation else "")
+
+
+def _select_by_index(groups: dict[str, list[Path]], spec: dict) -> dict[str, list[Path]]:
+    """A table without stack columns: echoes (``multi_echo``) or sorted postfixes
+    taken in stack order, the plan's warning says so."""
+    n = int(spec.get("n_stacks") or 1)
     index = int(spec.get("stack_index") or 0)
     postfixes = sorted(groups)
     if spec.get("stack_key") == "multi_echo":
-        echoes = sorted({naming.parse_postfix(p).echo or 0 for p in postfixes})
+        echoes = sorted({images.output_facts(p).echo or 0 for p in postfixes})
         if len(echoes) == n:
             wanted = echoes[index]
-            return {p: groups[p] for p in postfixes if (naming.parse_postfix(p).echo or 0) == wanted}
+            return {p: groups[p] for p in postfixes if (images.output_facts(p).echo or 0) == wanted}
     if len(postfixes) == n:
         return {postfixes[index]: groups[postfixes[index]]}
     if len(postfixes) % n == 0:  # e.g. 2 stacks × (mag, phase)
@@ -132,11 +189,12 @@ def select_stack(groups: dict[str, list[Path]], spec: dict) -> dict[str, list[Pa
         return {p: groups[p] for p in chosen}
     raise SeriesFailed(
         f"the table lists {n} stacks for this series but dcm2niix wrote {len(postfixes)} "
-        f"outputs ({', '.join(p or '(plain)' for p in postfixes)}); cannot tell which is stack {index}"
+        f"outputs ({', '.join(p or '(plain)' for p in postfixes)}); cannot tell which is stack {index} "
+        "(give the stack columns stack_echo_time / stack_image_type)"
     )
 
 
-def plan_nifti_files(spec: dict, groups: dict[str, list[Path]]) -> list[tuple[Path, str]]:
+def plan_nifti_files(spec: dict, groups: dict[str, list[Path]], facts: dict[str, images.OutputFacts] | None = None) -> list[tuple[Path, str]]:
     """(scratch file, destination relative to output_dir) for every output file."""
     series_name = naming.SeriesName(
         datatype=spec["datatype"],
@@ -148,7 +206,8 @@ def plan_nifti_files(spec: dict, groups: dict[str, list[Path]]) -> list[tuple[Pa
         kind=spec.get("kind", "raw"),
         multi_suffix=spec.get("multi_suffix", ""),
     )
-    names = naming.name_outputs(series_name, list(groups))
+    facts = facts if facts is not None else sidecar_facts(groups)
+    names = naming.name_outputs(series_name, {p: facts[p] for p in groups})
     moves: list[tuple[Path, str]] = []
     for postfix, files in groups.items():
         out = names[postfix]
@@ -159,6 +218,17 @@ def plan_nifti_files(spec: dict, groups: dict[str, list[Path]]) -> list[tuple[Pa
     return moves
 
 
+def _modality(path: str) -> str | None:
+    """The file's DICOM Modality (one header read), or None if it does not say."""
+    try:
+        import pydicom
+
+        value = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality"]).get("Modality")
+    except Exception:  # noqa: BLE001 - unreadable here: dcm2niix or the copy will say
+        return None
+    return str(value).upper() if value else None
+
+
 def _without_extension(rel: str) -> str:
     ext = next((e for e in NIFTI_EXTS + COMPANION_EXTS if rel.endswith(e)), "")
     return rel[: len(rel) - len(ext)]
@@ -167,8 +237,8 @@ def _without_extension(rel: str) -> str:
 def direction_warnings(spec: dict, moves: list[tuple[Path, str]]) -> list[str]:
     """Say so where the planned ``dir-`` and the image's phase encoding disagree."""
     planned = dict(map(tuple, spec.get("entities", []))).get("dir")
-    if not planned:
-        return []
+    if not planned or any(f"_dir-{planned}_" not in Path(rel).name for _, rel in moves):
+        return []  # no planned direction, or outputs named by their own directions
     for src, rel in moves:
         if not rel.endswith(".json"):
             continue
@@ -176,9 +246,9 @@ def direction_warnings(spec: dict, moves: list[tuple[Path, str]]) -> list[str]:
             data = json.loads(src.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        found = probe.dir_label(data.get("PhaseEncodingDirection"), data.get("ImageOrientationPatientDICOM"))
+        found = images.dir_label(data.get("PhaseEncodingDirection"), data.get("ImageOrientationPatientDICOM"))
         if found and found != planned:
-            return [f"named dir-{planned} (phase_encoding_direction in the table), but the image encodes {found} "
+            return [f"named dir-{planned} (as planned), but the image encodes {found} "
                     f"(PhaseEncodingDirection {data['PhaseEncodingDirection']}): check the table"]  # fmt: skip
         return []
     return []
@@ -435,6 +505,9 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
             scan = listed_files(spec) if listed else scan_series(source, uid)
             if not scan.files:
                 raise SeriesFailed(f"no DICOM image of series {uid} under {source}")
+            modality = _modality(scan.files[0])
+            if modality and modality != "MR":
+                raise NotExported(f"not an MR image (Modality {modality}): never exported into an MRI dataset")
         if nifti:
             if result is None:
                 out = scratch / "nii"
@@ -454,9 +527,14 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
                 # dcm2niix exits non-zero for partial problems too; its images still count,
                 # but the message goes to the report.
                 manifest["warnings"].append(f"dcm2niix exit {result.returncode}: {result.message}")
+            facts = sidecar_facts(groups)
+            not_mr = sorted({f.modality for f in facts.values() if f.modality and f.modality != "MR"})
+            if not_mr:
+                raise NotExported(f"not an MR image (Modality {', '.join(not_mr)}): never exported into an MRI dataset")
             if not listed:  # listed files are this stack's own: every output is its
-                groups = select_stack(groups, spec)
-            moves = plan_nifti_files(spec, groups)
+                groups = select_stack(groups, spec, facts)
+            moves = plan_nifti_files(spec, groups, facts)
+            manifest["acquired"] = next((facts[p].acquired for p in sorted(groups) if facts[p].acquired), None)
             sidecar_warnings, incomplete = sidecars.fix_sidecars(spec, moves)
             manifest["warnings"] += sidecar_warnings + direction_warnings(spec, moves)
         if copy_dicom:
@@ -479,6 +557,9 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
         manifest["status"] = "skipped" if installer.skipped and len(installer.skipped) == len(installer.installed) else "exported"
         if installer.skipped:
             manifest["warnings"].append(f"kept {len(installer.skipped)} existing file(s) (overwrite: skip)")
+    except NotExported as exc:
+        manifest["status"] = "excluded"
+        manifest["message"] = str(exc)
     except SeriesFailed as exc:
         manifest["message"] = str(exc)
     except Exception as exc:  # noqa: BLE001 - one series must never stop the others

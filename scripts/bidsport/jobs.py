@@ -40,6 +40,7 @@ def plan_job(config: dict, plan_tsv: str, excluded_tsv: str, log_path: str) -> N
                 identifiers=identifiers,
                 table_path=str(series.path),
                 image_facts=probe.prober(os.environ.get(d2n.ENV_VAR), Path(cfg["dicom_root"]), state / "probe", instances),
+                image_type=probe.image_type_reader(Path(cfg["dicom_root"]), instances),
                 instances=instances,
             )
             for warning in plan.warnings:  # unknown vocabulary, images that contradict the table

@@ -17,6 +17,9 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
+import re
+
+from .stacks import StackRole, is_derived
 from .vocabulary import canonical_technique, split_list
 
 DWI_MAPS = {"ADC": "ADC", "eADC": "expADC", "FA": "FA", "Trace": "trace", "MD": "MD"}
@@ -71,13 +74,16 @@ class Classification:
     post_contrast: bool = False
     spinal_cord: bool = False
     localizer: bool = False
-    stack_key: str = ""
-    stack_index: int = 0
-    n_stacks: int = 1
     pe_dir: str = ""  # phase_encoding_direction from the table (empty: from the images)
+    stack: StackRole = StackRole()  # what tells this stack from its siblings (stacks.tell_apart)
+    image_type: str = ""  # DICOM ImageType (the stack's column, else read from the images)
+    description: str = ""  # series_description (only to recognise an ASL M0 scan)
 
     @classmethod
-    def from_row(cls, row: dict) -> "Classification":
+    def from_row(cls, row: dict, stack: StackRole | None = None, image_type: str | None = None) -> "Classification":
+        """``stack``: the row's :class:`~bidsport.stacks.StackRole`; ``image_type``: the
+        images' ImageType where the table has no ``stack_image_type``."""
+
         def flag(name: str) -> bool:
             return str(row.get(name, "") or "").strip() == "1"
 
@@ -92,11 +98,16 @@ class Classification:
             post_contrast=flag("post_contrast"),
             spinal_cord=flag("spinal_cord"),
             localizer=flag("localizer"),
-            stack_key=row.get("stack_key", "") or "",
-            stack_index=int(row.get("stack_index") or 0),
-            n_stacks=int(row.get("_n_stacks") or 1),
             pe_dir=(row.get("phase_encoding_direction") or "").strip(),
+            stack=stack or StackRole(),
+            image_type=(row.get("stack_image_type") or image_type or "").strip(),
+            description=(row.get("series_description") or "").strip(),
         )
+
+    @property
+    def derived(self) -> bool:
+        """A scanner-computed image by its ImageType (never by provenance alone)."""
+        return is_derived(self.image_type)
 
     def has(self, *constructs: str) -> bool:
         return bool(self.constructs & set(constructs))
@@ -137,10 +148,13 @@ def _symri(c: Classification) -> bool:
     return c.provenance == "SyMRI" or c.has(*SYNTHETIC)
 
 
+_M0_WORD = re.compile(r"(?<![a-z0-9])m0(scan)?(?![a-z0-9])", re.IGNORECASE)
+
+
 def _perf_image(c: Classification) -> str:
-    if c.base == "PDw" or c.has("M0", "M0scan"):
+    if c.base == "PDw" or c.has("M0", "M0scan") or _M0_WORD.search(c.description):
         return "m0scan"
-    if "ASL" in c.technique.upper():  # ASL, and a lab's PASL, pCASL …
+    if "ASL" in c.technique.upper() or c.provenance == "ASLRecon":  # ASL, PASL, pCASL …
         return "asl"
     return "dsc" if c.base == "PWI" or c.technique == "Perfusion" else "asl"
 
@@ -176,10 +190,10 @@ RULES: tuple[Rule, ...] = (
          kind="swi"),
     Rule("construct `Uniform` (MP2RAGE)", lambda c: c.has("Uniform"), "anat", "UNIT1", "`anat/…_UNIT1`"),
     Rule("construct `INV1`/`INV2`, or technique `MP2RAGE` with `multi_ti` stacks",
-         lambda c: c.has("INV1", "INV2") or (c.technique == "MP2RAGE" and c.stack_key == "multi_ti" and c.n_stacks > 1),
+         lambda c: c.has("INV1", "INV2") or (c.technique == "MP2RAGE" and c.stack.inv is not None),
          "anat", "MP2RAGE", "`anat/…_inv-1_MP2RAGE`, `_inv-2_MP2RAGE`"),
-    Rule("`multi_ti` stacks (several inversion times)", lambda c: c.stack_key == "multi_ti" and c.n_stacks > 1,
-         "anat", "IRT1", "`anat/…_inv-<stack+1>_IRT1`"),
+    Rule("stacks that differ in inversion time", lambda c: c.stack.inv is not None,
+         "anat", "IRT1", "`anat/…_inv-<rank of its inversion time>_IRT1`"),
     Rule("technique `TOF` or `PC` (MR angiography)", lambda c: c.technique in ("TOF", "PC"), "anat", "angio",
          "`anat/…_angio`"),
     Rule("intent `fmap`, technique EPI-like or a phase-encoding direction, no `Magnitude`/`Phase`/`B0map`",
@@ -189,20 +203,23 @@ RULES: tuple[Rule, ...] = (
          lambda c: "fieldmap" if c.has("B0map") else "phasediff" if c.has("Phase") else "magnitude",
          "`magnitude1/2`, `phasediff` or `phase1/2`, `fieldmap` + `magnitude`: chosen by what the images are",
          role="fmap"),
-    Rule("intent `func`, provenance `BOLDRecon` without `MoCo`",
-         lambda c: c.intent == "func" and c.provenance == "BOLDRecon" and "MoCo" not in c.modifiers, "func",
-         "boldmap", "`func/…_task-<task>_boldmap` (scanner-derived, not raw BOLD)", kind="derived"),
-    Rule("intent `func`", lambda c: c.intent == "func", "func", "bold",
-         "`func/…_task-<task, default rest>[_dir-XX]_bold` (`MoCo`: `rec-moco`)"),
-    Rule("provenance `DTIRecon` without a map construct", lambda c: c.provenance == "DTIRecon", "dwi", "DTI",
+    Rule("intent `func` (or provenance `BOLDRecon`), ImageType `DERIVED`, no `MoCo`",
+         lambda c: (c.intent == "func" or c.provenance == "BOLDRecon") and c.derived and "MoCo" not in c.modifiers,
+         "func", "boldmap", "`func/…_task-<task>_boldmap` (scanner-derived, not raw BOLD)", kind="derived"),
+    Rule("intent `func` or provenance `BOLDRecon` (raw BOLD)", lambda c: c.intent == "func" or c.provenance == "BOLDRecon",
+         "func", "bold", "`func/…_task-<task, default rest>[_echo-N][_dir-XX]_bold` (`MoCo`: `rec-moco`)"),
+    Rule("intent `dwi` or provenance `DTIRecon`, ImageType `DERIVED`, no map construct",
+         lambda c: (c.intent == "dwi" or c.provenance == "DTIRecon") and c.derived, "dwi", "DTI",
          "`dwi/…_DTI` (scanner-derived, not raw diffusion data)", kind="derived"),
-    Rule("intent `dwi`", lambda c: c.intent == "dwi", "dwi", "dwi", "`dwi/…[_dir-XX]_dwi` + `.bval`/`.bvec`",
-         role="dwi"),
-    Rule("provenance `PerfusionRecon`/`ASLRecon` without a map construct",
-         lambda c: c.provenance in ("PerfusionRecon", "ASLRecon"), "perf", "PWI",
+    Rule("intent `dwi` or provenance `DTIRecon` (raw diffusion)", lambda c: c.intent == "dwi" or c.provenance == "DTIRecon",
+         "dwi", "dwi", "`dwi/…[_dir-XX]_dwi` + `.bval`/`.bvec`", role="dwi"),
+    Rule("intent `perf` or provenance `PerfusionRecon`/`ASLRecon`, ImageType `DERIVED`, no map construct",
+         lambda c: (c.intent == "perf" or c.provenance in ("PerfusionRecon", "ASLRecon")) and c.derived, "perf", "PWI",
          "`perf/…_PWI` (scanner-derived perfusion image)", kind="derived"),
-    Rule("intent `perf`", lambda c: c.intent == "perf", "perf", _perf_image,
-         "base `PDw`/M0 → `perf/…_m0scan`; technique `ASL` → `_asl` (+ `aslcontext.tsv`); DSC (`PWI`) → `_dsc`"),
+    Rule("intent `perf` or provenance `PerfusionRecon`/`ASLRecon` (raw perfusion)",
+         lambda c: c.intent == "perf" or c.provenance in ("PerfusionRecon", "ASLRecon"), "perf", _perf_image,
+         "M0 (base `PDw`, construct `M0`, or `M0` in the description) → `perf/…_m0scan`; technique `ASL` or provenance "
+         "`ASLRecon` → `_asl` (+ `aslcontext.tsv`); DSC (`PWI`) → `_dsc`"),
     Rule("technique `MEGRE`/`MESE` with several echoes", lambda c: c.intent == "anat" and c.technique in MULTI_ECHO,
          "anat", base_contrast, "`anat/…_echo-<n>_MEGRE` / `_MESE` (one echo: the base contrast)"),
     Rule("intent `anat`", lambda c: True, "anat", base_contrast,
@@ -231,7 +248,11 @@ def markdown_table() -> str:
     lines.append(f"| `post_contrast` = 1 | `ce-{CONTRAST_AGENT}` |")
     lines.append(f"| `spinal_cord` = 1 | `acq-{SPINAL_CORD_ACQ}` (first in the label) |")
     lines.append("| modifier `FLAIR` on base `T1w`/`PDw` | `acq-FLAIR` |")
-    lines.append("| `multi_echo` / `multi_ti` stacks | `echo-<stack+1>` / `inv-<stack+1>` |")
+    lines.append("| stacks of one series that differ in echo time / inversion time | `echo-<rank>` / `inv-<rank>` "
+                 "(rank of the stack's value, never its index) |")
+    lines.append("| stacks that differ in ImageType (magnitude/phase) | `part-mag`/`part-phase`; fieldmaps: "
+                 "`magnitude1/2`, `phase1/2` or `phasediff` |")
+    lines.append("| stacks that differ in orientation | `acq-axial`, `acq-coronal`, `acq-sagittal` |")
     return "\n".join(lines) + "\n"
 
 

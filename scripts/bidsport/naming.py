@@ -15,11 +15,12 @@ Defaults follow ``shared/DESIGN.md`` (table "BIDS naming, by default").
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from . import bids_schema, mapping
 from .labels import sanitize_label
+from .images import OutputFacts, output_facts
+from .stacks import StackRole
 
 @dataclass(frozen=True)
 class SeriesName:
@@ -46,7 +47,18 @@ class SeriesName:
         return replace(self, entities=tuple(ents.items()))
 
 
-def _join_labels(tokens: list[str]) -> str:
+def with_entities(name: SeriesName, **values: str | None) -> SeriesName:
+    """``name`` with these entities set (None: removed), in the schema's order."""
+    ents = dict(name.entities)
+    for key, value in values.items():
+        if value is None:
+            ents.pop(key, None)
+        else:
+            ents[key] = value
+    return replace(name, entities=_ordered(ents))
+
+
+def join_labels(tokens: list[str]) -> str:
     """``["spine", "STIR"]`` → ``spineSTIR``: one alphanumeric label, each token readable."""
     out = ""
     for token in dict.fromkeys(sanitize_label(t) for t in tokens if any(ch.isalnum() for ch in str(t))):
@@ -54,17 +66,24 @@ def _join_labels(tokens: list[str]) -> str:
     return out
 
 
-def name_series(row: dict, *, symri_subfolder: bool = True) -> SeriesName:
-    """Name one series from its classification (a series-table row as a dict).
+def name_series(
+    row: dict, *, stack: StackRole | None = None, image_type: str | None = None, symri_subfolder: bool = True
+) -> SeriesName:
+    """Name one series (or one stack of it) from its classification (a series-table row).
 
     The folder and suffix come from the first matching rule of
-    :data:`bidsport.mapping.RULES`; entities from the mapping's entity tables.
+    :data:`bidsport.mapping.RULES`; entities from the mapping's entity tables; a
+    stack's ``echo-``/``part-``/``inv-`` (or fieldmap suffix) from what ``stack``
+    (:func:`bidsport.stacks.tell_apart`) says it holds. ``image_type``: the images'
+    ImageType where the table has none (a DERIVED image is never named as raw data).
     """
-    c = mapping.Classification.from_row(row)
+    c = mapping.Classification.from_row(row, stack=stack, image_type=image_type)
     rule = mapping.rule_for(c)
     if rule.kind == "excluded":
         raise ValueError("a series classified as excluded is never named (it is not exported)")
     suffix = rule.suffix_for(c)
+    if rule.role == "fmap":
+        suffix = fmap_stack_suffix(suffix, c.stack)
     entities: dict[str, str] = {}
     acq: list[str] = [mapping.SPINAL_CORD_ACQ] if c.spinal_cord else []
     rec: list[str] = []
@@ -87,22 +106,46 @@ def name_series(row: dict, *, symri_subfolder: bool = True) -> SeriesName:
         key, label = mapping.PROVENANCE_ENTITIES[c.provenance]
         if not (c.provenance == "ProjectionDerived" and rec):
             (acq if key == "acq" else rec).append(label)
-    if c.n_stacks > 1 and c.stack_key == "multi_echo":
-        entities["echo"] = str(c.stack_index + 1)
-    elif c.n_stacks > 1 and c.stack_key == "multi_ti":
-        entities.setdefault("inv", str(c.stack_index + 1))
+    if rule.role != "fmap":  # a fieldmap stack's echo and part are in its suffix
+        if c.stack.echo is not None:
+            entities["echo"] = str(c.stack.echo)
+        if c.stack.part and suffix not in bids_schema.parametric_suffixes():
+            entities["part"] = c.stack.part
+    if c.stack.inv is not None:
+        entities.setdefault("inv", str(c.stack.inv))
+    if c.stack.orientation:
+        acq.append(c.stack.orientation)
     if rule.datatype == "func":
         entities["task"] = sanitize_label(row.get("task") or "rest")
     if c.pe_dir and rule.datatype in ("func", "dwi", "perf", "fmap"):
         entities["dir"] = c.pe_dir
     if acq:
-        entities["acq"] = _join_labels(acq)
+        entities["acq"] = join_labels(acq)
     if rec:
-        entities["rec"] = _join_labels(rec)
+        entities["rec"] = join_labels(rec)
     multi = mapping.MULTI_ECHO.get(c.technique, "") if rule.datatype == "anat" and rule.role == "image" else ""
     entities = fold_disallowed(rule.datatype, suffix, entities)
     subfolder = rule.subfolder if symri_subfolder else None
     return SeriesName(rule.datatype, suffix, _ordered(entities), subfolder, rule.tail, rule.role, rule.kind, multi)
+
+
+FMAP_STACK_SUFFIXES = ("magnitude1", "magnitude2", "phase1", "phase2", "phasediff")
+
+
+def fmap_stack_suffix(suffix: str, stack: StackRole) -> str:
+    """A gradient-echo fieldmap stack's suffix from what it holds: its part and the
+    rank of its echo among its part's echoes (``magnitude2``, ``phase1`` …). A B0 map
+    series (``fieldmap``) keeps ``fieldmap`` for its map and ``magnitude`` for its
+    magnitude stack; without stack facts, the classification's suffix stands."""
+    if stack == StackRole():
+        return suffix
+    if suffix == "fieldmap":
+        return "magnitude" if stack.part == "mag" else suffix
+    if stack.part == "phase" or (stack.part is None and suffix == "phasediff"):
+        return f"phase{stack.echo_in_part}" if stack.n_in_part > 1 and stack.echo_in_part else "phasediff"
+    if stack.part in (None, "mag"):
+        return f"magnitude{min(stack.echo_in_part or 1, 2)}"
+    return suffix
 
 
 def fold_disallowed(datatype: str, suffix: str, entities: dict[str, str]) -> dict[str, str]:
@@ -114,7 +157,7 @@ def fold_disallowed(datatype: str, suffix: str, entities: dict[str, str]) -> dic
     kept = {k: v for k, v in entities.items() if k in allowed or k == "acq"}
     moved = [f"{k}{v}" for k, v in entities.items() if k not in kept]
     if moved:
-        kept["acq"] = _join_labels([kept["acq"], *moved] if kept.get("acq") else moved)
+        kept["acq"] = join_labels([kept["acq"], *moved] if kept.get("acq") else moved)
     return kept
 
 
@@ -127,35 +170,6 @@ def _ordered(entities: dict[str, str]) -> tuple[tuple[str, str], ...]:
 
 # --------------------------------------------------------------------------- outputs
 
-@dataclass
-class Postfix:
-    """dcm2niix's postfix of one output, parsed."""
-
-    text: str
-    echo: int | None = None
-    part: str | None = None  # phase | real | imag
-    fieldmap_hz: bool = False
-    other: list[str] = field(default_factory=list)
-
-
-def parse_postfix(text: str) -> Postfix:
-    """Parse ``_e2_ph``, ``_fieldmaphz``, ``_i00001``, ``_real`` … (dcm2niix ``-f`` postfixes)."""
-    parsed = Postfix(text)
-    for token in [t for t in text.split("_") if t]:
-        if m := re.fullmatch(r"e(\d+)", token):
-            parsed.echo = int(m.group(1))
-        elif token == "ph":
-            parsed.part = "phase"
-        elif token == "real":
-            parsed.part = "real"
-        elif token in ("imaginary", "imag"):
-            parsed.part = "imag"
-        elif token == "fieldmaphz":
-            parsed.fieldmap_hz = True
-        else:
-            parsed.other.append(token)
-    return parsed
-
 
 @dataclass(frozen=True)
 class OutputName:
@@ -167,78 +181,108 @@ class OutputName:
     tail: str = ""
 
 
-def name_outputs(series: SeriesName, postfixes: list[str]) -> dict[str, OutputName]:
-    """Give every dcm2niix output of one series its own name.
+def name_outputs(series: SeriesName, outputs: dict[str, OutputFacts] | list[str]) -> dict[str, OutputName]:
+    """Give every dcm2niix output of one series (or stack) its own name.
 
-    ``postfixes`` are the distinct postfixes of the NIfTI files dcm2niix wrote
-    (``""`` for the plain one). Echo and part siblings get ``echo-``/``part-``
-    entities (``magnitude1/2``, ``phase1/2``, ``phasediff``, ``fieldmap`` for
-    fieldmaps); anything else dcm2niix appended is folded into ``acq`` so that
-    the name stays valid and distinct.
+    ``outputs``: postfix → :class:`~bidsport.images.OutputFacts` (from the sidecars),
+    or just the postfixes. Names come from what each output is: echoes ranked by echo
+    time → ``echo-``/``magnitude1/2``/``phase1/2``; ImageType → ``part-`` or the
+    fieldmap suffix; for a pepolar fieldmap, each output's own phase-encoding
+    direction → ``dir-``. dcm2niix's postfix tokens never become entity values:
+    outputs still alike are told apart by orientation, then by a number in ``acq``.
     """
-    parsed = {p: parse_postfix(p) for p in sorted(postfixes)}
-    echoes = sorted({p.echo for p in parsed.values() if p.echo is not None})
-    any_part = any(p.part for p in parsed.values())
+    facts = outputs if isinstance(outputs, dict) else {p: output_facts(p) for p in outputs}
+    facts = {p: facts[p] for p in sorted(facts)}
+    echo_rank = _echo_ranks(list(facts.values()))
+    parts = {f.part for f in facts.values() if f.part}
+    directions = {f.pe_dir for f in facts.values() if f.pe_dir}
     result: dict[str, OutputName] = {}
-    for text, post in parsed.items():
+    for text, f in facts.items():
         ents = dict(series.entities)
         suffix = series.suffix
         if series.role == "fmap":
-            suffix = _fmap_suffix(series, post, parsed, echoes)
+            suffix = _fmap_suffix(series, f, list(facts.values()))
         else:
-            if post.echo is not None and len(echoes) > 1:
-                ents["echo"] = str(post.echo)
+            if echo_rank.get(f.postfix) is not None:
+                ents["echo"] = str(echo_rank[f.postfix])
                 suffix = series.multi_suffix or suffix
-            if post.part:
-                ents["part"] = post.part
-            elif any_part and series.kind != "swi" and "part" not in ents:
-                ents["part"] = "mag"
-            if post.fieldmap_hz:
-                post.other.append("fieldmaphz")
-        if post.other:
-            extra = sanitize_label("".join(post.other))
-            ents["acq"] = (ents.get("acq") or "") + extra
+            part = f.part or ("mag" if parts and not f.fieldmap_hz else None)  # beside a phase image, a magnitude
+            if part and (part != "mag" or len(parts | {part}) > 1) and series.kind != "swi" and "part" not in ents:
+                ents["part"] = part
+            if f.fieldmap_hz:
+                ents["acq"] = join_labels([ents.get("acq") or "", "fieldmap"])
+        if series.role == "epi" and len(directions) > 1 and f.pe_dir:
+            ents["dir"] = f.pe_dir  # both polarities in one series: each output by its own
         result[text] = OutputName(text, suffix, _ordered(ents), series.tail)
-    _make_distinct(result)
+    _make_distinct(result, facts)
     return result
 
 
-def _fmap_suffix(series: SeriesName, post: Postfix, parsed: dict[str, Postfix], echoes: list[int]) -> str:
-    if post.fieldmap_hz:
+def _echo_ranks(facts: list[OutputFacts]) -> dict[str, int | None]:
+    """postfix → rank of its echo among the outputs' echoes (None: a single echo).
+    Echo times where every output has one, else echo numbers."""
+    if all(f.echo_time is not None for f in facts):
+        values = {f.postfix: f.echo_time for f in facts}
+    else:
+        values = {f.postfix: f.echo for f in facts}
+    distinct = sorted({round(v, 2) for v in values.values() if v is not None})
+    if len(distinct) < 2:
+        return {}
+    return {p: (None if v is None else distinct.index(round(v, 2)) + 1) for p, v in values.items()}
+
+
+def _fmap_suffix(series: SeriesName, f: OutputFacts, siblings: list[OutputFacts]) -> str:
+    if len(siblings) == 1 and series.suffix in FMAP_STACK_SUFFIXES:
+        return series.suffix  # a stack already named by what it holds
+    if f.fieldmap_hz:
         return "fieldmap"
-    has_hz = any(p.fieldmap_hz for p in parsed.values())
-    if has_hz:
+    if any(s.fieldmap_hz for s in siblings):
         return "magnitude"
-    phases = sorted({p.echo or 0 for p in parsed.values() if p.part == "phase"})
-    mags = sorted({p.echo or 0 for p in parsed.values() if p.part is None})
-    is_phase = post.part == "phase" or (series.suffix == "phasediff" and post.part is None and not phases)
+    phases = [s for s in siblings if s.part == "phase"]
+    is_phase = f.part == "phase" or (series.suffix == "phasediff" and not phases)
     if is_phase:
-        if series.suffix == "phasediff" and not phases:
-            return "phasediff"  # a phase series with no ``_ph`` postfix (some vendors)
         if len(phases) <= 1:
             return "phasediff"
-        return f"phase{phases.index(post.echo or 0) + 1}"
+        rank = _echo_ranks(phases).get(f.postfix)
+        return f"phase{rank}" if rank else "phasediff"
     if series.suffix == "fieldmap":
         return "fieldmap"  # a B0 map series with no ``_fieldmaphz`` postfix
-    if len(mags) <= 1:
-        return "magnitude1"
-    return f"magnitude{mags.index(post.echo or 0) + 1}"
+    mags = [s for s in siblings if s.part != "phase" and not s.fieldmap_hz]
+    rank = _echo_ranks(mags).get(f.postfix) if len(mags) > 1 else None
+    if rank:
+        return f"magnitude{min(rank, 2)}"
+    if series.suffix in ("magnitude1", "magnitude2"):
+        return series.suffix
+    return "magnitude1"
 
 
-def _make_distinct(result: dict[str, OutputName]) -> None:
-    """Two outputs must never share a name: number the later ones in ``acq``."""
-    seen: dict[tuple, str] = {}
+def _make_distinct(result: dict[str, OutputName], facts: dict[str, OutputFacts]) -> None:
+    """Two outputs must never share a name: tell alike outputs apart by orientation
+    where that differs, else number the later ones in ``acq``."""
+    alike: dict[tuple, list[str]] = {}
     for text in sorted(result):
         out = result[text]
-        key = (out.suffix, out.entities)
+        alike.setdefault((out.suffix, out.entities), []).append(text)
+    for members in alike.values():
+        if len(members) < 2:
+            continue
+        orientations = [facts[m].orientation for m in members]
+        if None not in orientations and len(set(orientations)) == len(members):
+            for m, orientation in zip(members, orientations):
+                out = result[m]
+                ents = dict(out.entities)
+                ents["acq"] = join_labels([ents.get("acq") or "", orientation])
+                result[m] = OutputName(out.postfix, out.suffix, _ordered(ents), out.tail)
+    seen: set[tuple] = set()
+    for text in sorted(result):
+        out = result[text]
         n = 1
-        while key in seen:
+        while (out.suffix, out.entities) in seen:
             n += 1
-            ents = dict(out.entities)
+            ents = dict(result[text].entities)
             ents["acq"] = (ents.get("acq") or "") + f"n{n}"
             out = OutputName(out.postfix, out.suffix, _ordered(ents), out.tail)
-            key = (out.suffix, out.entities)
-        seen[key] = text
+        seen.add((out.suffix, out.entities))
         result[text] = out
 
 

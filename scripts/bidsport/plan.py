@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Callable
 if TYPE_CHECKING:  # type hints only; table.read_table imports pandas when it reads
     import pandas as pd
 
-from . import fieldmaps, mapping, naming, vocabulary
+from . import fieldmaps, mapping, naming, stacks, vocabulary
 from .fsutil import write_if_changed
 from .labels import sanitize_label
 from .table import TableError, parse_date, parse_time, resolve_dicom_path
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 NIFTI_FORMATS = ("nii", "nii.gz")
 PLAN_COLUMNS = [
-    "key", "subject_code", "subject", "subject_source", "session", "series_instance_uid", "stack_index",
+    "key", "line", "subject_code", "subject", "subject_source", "session", "series_instance_uid", "stack_index",
     "series_number", "study_date", "series_time", "series_description", "directory_type", "classification",
     "provenance", "datatype", "stem", "formats", "nifti_dir", "dicom_dir", "source", "raw_bids", "warnings",
 ]  # fmt: skip
@@ -85,6 +85,9 @@ class PlanEntry:
     # The table puts no other series in or under ``source``: its job may convert the
     # folder without reading every header first (outputs are told apart by UID).
     source_alone: bool = False
+    # What this stack holds (stacks.stack_facts), for a series of several stacks: its
+    # job picks the stack's own images (and DICOM files) by these, never by order.
+    stack: dict = field(default_factory=dict)
 
     def spec(self, overwrite: str) -> dict:
         """What the series job needs, and nothing else (its only input)."""
@@ -95,6 +98,8 @@ class PlanEntry:
         )  # fmt: skip
         spec = {k: getattr(self, k) for k in keys}
         spec["overwrite"] = overwrite
+        if self.n_stacks > 1 and self.stack:
+            spec["stack"] = self.stack
         if self.files is not None:
             spec["files"] = self.files
         elif self.source_alone:
@@ -167,7 +172,14 @@ def classifier_exclusions(rows: pd.DataFrame, cfg: dict) -> tuple[pd.DataFrame, 
 
         reasons = pd.Series("", index=rows.index)
     removed: list[dict] = []
-    counts = {"classifier (excluded)": 0, "manual review": 0}
+    counts = {"classifier (excluded)": 0, "not MR": 0, "manual review": 0}
+    if "stack_modality" in rows.columns:  # NILS holds CT and PET too: never in an MRI dataset
+        modality = rows["stack_modality"].str.strip().str.upper()
+        other = (modality != "") & (modality != "MR")
+        for r in rows[other].to_dict("records"):
+            removed.append(_removed_record(r, "excluded", f"not an MR image (stack_modality {r['stack_modality']})"))
+        counts["not MR"] = int(other.sum())
+        rows, reasons = rows[~other], reasons[~other]
     excluded = rows["directory_type"] == "excluded"
     for r, why in zip(rows[excluded].to_dict("records"), reasons[excluded]):
         removed.append(_removed_record(r, "excluded", "classifier: directory_type excluded" + (f" ({why})" if why else "")))
@@ -293,12 +305,15 @@ def build_plan(
     identifiers: pd.DataFrame | None = None,
     table_path: str = "series table",
     image_facts: Callable[[dict], "probe.ImageFacts | None"] | None = None,
+    image_type: Callable[[dict], str | None] | None = None,
     instances: dict[tuple[str, int], list[str]] | None = None,
 ) -> Plan:
     """The whole export plan, from validated rows and the resolved config.
 
     ``image_facts(row)`` (see :mod:`bidsport.probe`) tells what a fieldmap series'
     images are; without it, the classification alone names fieldmaps.
+    ``image_type(row)`` reads the images' ImageType for rows whose name depends on
+    it (raw or derived) and whose table gives no ``stack_image_type``.
     ``instances`` (table.load_instances_table): the exact files of each stack; each
     spec then lists its files (a stack with none gets ``[]``, which its job reports).
     """
@@ -327,17 +342,22 @@ def build_plan(
     if problems:
         raise TableError(problems)
 
-    stacks = Counter(r["series_instance_uid"] for r in records)
+    n_stacks = Counter(r["series_instance_uid"] for r in records)
     shared_sources = sources_with_several_series(table, dicom_root)
     symri = bool(cfg.get("symri_subfolder", True))
     plan_warnings: list[str] = []
+    roles = _stack_roles(records)
+    types = _image_types(records, image_type)
     for r in records:
-        r["_n_stacks"] = stacks[r["series_instance_uid"]]
         r["_warnings"] = []
-        r["_name"] = naming.name_series(r, symri_subfolder=symri)
-        r["_kinds"] = _sibling_kinds(r["_name"], r)
+        role = roles.get(id(r))
+        if role is not None and role.note:
+            r["_warnings"].append(f"stack {r.get('stack_index') or 0}: {role.note}")
+        r["_name"] = naming.name_series(r, stack=role, image_type=types.get(id(r)), symri_subfolder=symri)
+        r["_kinds"] = _sibling_kinds(r["_name"], r, split=role is not None and role != stacks.StackRole())
     if image_facts is not None:
-        _images_have_the_last_word(records, image_facts)
+        _images_have_the_last_word([r for r in records if not stacks.stack_facts(r) or n_stacks[r["series_instance_uid"]] < 2],
+                                   image_facts)  # fmt: skip
     _tell_classifications_apart(records)
     plan_warnings += _unknown_value_warnings(records, table_path)
 
@@ -383,7 +403,7 @@ def build_plan(
                 session=r["_session"],
                 series_instance_uid=uid,
                 stack_index=stack_index,
-                n_stacks=stacks[uid],
+                n_stacks=n_stacks[uid],
                 stack_key=r.get("stack_key", ""),
                 series_number=r.get("series_number", ""),
                 series_time=r.get("series_time", ""),
@@ -409,6 +429,7 @@ def build_plan(
                 warnings=r["_warnings"],
                 files=None if instances is None else instances.get((uid, stack_index), []),
                 source_alone=os.path.normpath(os.path.join(dicom_root.absolute(), r["dicom_path"])) not in shared_sources,
+                stack=stacks.stack_facts(r),
             )
         )
     sessions = {}
@@ -424,6 +445,59 @@ def build_plan(
                 warnings=plan_warnings)  # fmt: skip
 
 
+def _stack_roles(records: list[dict]) -> dict[int, stacks.StackRole]:
+    """id(row) → what tells the row's stack from the other stacks of its series.
+
+    From the stack columns (echo time, ImageType, inversion time …). A series whose
+    rows carry none of them is told apart by ``stack_key`` and ``stack_index`` as a
+    last resort, with a warning: the index is discovery order, not echo order."""
+    by_uid: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        by_uid[r["series_instance_uid"]].append(r)
+    roles: dict[int, stacks.StackRole] = {}
+    for members in by_uid.values():
+        if len(members) < 2:
+            continue
+        members.sort(key=lambda r: int(r.get("stack_index") or 0))
+        facts = [stacks.stack_facts(r) for r in members]
+        if any(facts):
+            for r, role in zip(members, stacks.tell_apart(facts)):
+                roles[id(r)] = role
+            continue
+        note = ("no stack columns (stack_echo_time, stack_image_type …): told apart by stack_index, which is the "
+                "classifier's discovery order, not necessarily the echo or inversion order")  # fmt: skip
+        for r in members:
+            index, key = int(r.get("stack_index") or 0), r.get("stack_key") or ""
+            if key == "multi_echo":
+                role = stacks.StackRole(echo=index + 1, echo_in_part=index + 1, n_in_part=len(members), note=note)
+            elif key == "multi_ti":
+                role = stacks.StackRole(inv=index + 1, note=note)
+            else:
+                role = stacks.StackRole(note=note.replace("told apart by stack_index", "not told apart (run numbers)"))
+            roles[id(r)] = role
+    return roles
+
+
+# Provenances whose raw and scanner-derived images share a branch: ImageType decides.
+_IMAGE_TYPE_DECIDES = {"BOLDRecon", "ASLRecon", "DTIRecon", "PerfusionRecon"}
+
+
+def _image_types(records: list[dict], image_type: Callable[[dict], str | None] | None) -> dict[int, str]:
+    """id(row) → the images' ImageType, for rows whose name depends on it and whose
+    table has no ``stack_image_type`` (read from one header each, a few at once)."""
+    if image_type is None:
+        return {}
+    wanted = [
+        r for r in records
+        if not r.get("stack_image_type")
+        and (r.get("provenance") in _IMAGE_TYPE_DECIDES or r.get("directory_type") in ("func", "dwi", "perf"))
+        and not mapping.Classification.from_row(r).first({**mapping.DWI_MAPS, **mapping.PERFUSION_MAPS})
+    ]  # fmt: skip
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        found = list(pool.map(image_type, wanted))
+    return {id(r): t for r, t in zip(wanted, found) if t}
+
+
 def _subject_source(cfg: dict, code: str, fallbacks: list[str]) -> str:
     source = str(cfg.get("subject_identifier_source", "subject_code"))
     if source == "subject_code":
@@ -435,7 +509,7 @@ def _run_group(r: dict) -> tuple:
     """Series that would share a name but for ``part`` or the fieldmap suffix."""
     n: naming.SeriesName = r["_name"]
     entities = tuple(e for e in n.entities if e[0] != "part")
-    suffix = "fmap" if n.role == "fmap" else n.suffix
+    suffix = ("fmap-b0" if _is_b0_family(n, r) else "fmap") if n.role == "fmap" else n.suffix
     return (r["_subject"], r["_session"], n.datatype, n.subfolder, entities, suffix, n.tail)
 
 
@@ -443,13 +517,33 @@ def _member(r: dict) -> tuple[str, int]:
     return (r["series_instance_uid"], int(r.get("stack_index") or 0))
 
 
-def _sibling_kinds(n: naming.SeriesName, r: dict) -> set[str]:
-    """What a series contributes to one acquisition; a repeat starts the next run."""
+# What each fieldmap suffix may become once dcm2niix has written the images: two
+# series (or stacks) pair in one acquisition only while these do not overlap.
+_GRE_KINDS = {"magnitude1", "magnitude2", "phasediff", "phase1", "phase2"}
+_FMAP_KINDS = {
+    "magnitude": {"magnitude1", "magnitude2"},
+    "phasediff": {"phasediff", "phase1", "phase2"},
+    "fieldmap": {"fieldmap", "magnitude"},
+}
+
+
+def _is_b0_family(n: naming.SeriesName, r: dict) -> bool:
+    """A B0 map (``fieldmap`` + ``magnitude``) rather than a gradient-echo fieldmap."""
+    return n.suffix == "fieldmap" or "B0map" in vocabulary.split_list(r.get("construct_csv"))
+
+
+def _sibling_kinds(n: naming.SeriesName, r: dict, *, split: bool = False, mixed: bool = False) -> set[str]:
+    """What a series (or stack) contributes to one acquisition; a repeat starts the
+    next run. ``split``: one stack of a series told apart by its stack columns;
+    ``mixed``: its images are magnitude and phase (by the classification or the images)."""
     if n.role == "fmap":
-        constructs = set(vocabulary.split_list(r.get("construct_csv")))
-        if n.suffix == "fieldmap" or {"Magnitude", "Phase"} <= constructs:
-            return {"magnitude", "phase"}
-        return {"phase"} if n.suffix == "phasediff" else {"magnitude"}
+        if _is_b0_family(n, r):
+            return {n.suffix} if split else {"fieldmap", "magnitude"}
+        if split:  # a stack named by what it holds (magnitude2, phase1 …)
+            return set(_FMAP_KINDS.get(n.suffix, {n.suffix})) if n.suffix == "phasediff" else {n.suffix}
+        if mixed or {"Magnitude", "Phase"} <= set(vocabulary.split_list(r.get("construct_csv"))):
+            return set(_GRE_KINDS)
+        return set(_FMAP_KINDS.get(n.suffix, {n.suffix}))
     part = n.entity("part")
     # A series without ``part`` may hold magnitude and phase images (dcm2niix
     # ``_ph`` outputs become part-phase): it pairs with nothing.
@@ -461,7 +555,8 @@ def _images_have_the_last_word(records: list[dict], image_facts) -> None:
     fieldmaps_ = [r for r in records if r["_name"].role in ("fmap", "epi")]
     # Probes are dcm2niix runs (I/O and process start-up): a few at once.
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        all_facts = list(pool.map(image_facts, fieldmaps_))
+        # A pepolar series is converted whole: only then does dcm2niix show both polarities.
+        all_facts = list(pool.map(lambda r: image_facts(r, full=True) if r["_name"].role == "epi" else image_facts(r), fieldmaps_))
     for r, facts in zip(fieldmaps_, all_facts):
         n: naming.SeriesName = r["_name"]
         if facts is None:
@@ -469,32 +564,53 @@ def _images_have_the_last_word(records: list[dict], image_facts) -> None:
                 r["_warnings"].append("no phase_encoding_direction in the table and the images could not be read: named without dir-")
             continue
         if n.role == "epi":
-            table_dir = n.entity("dir")
-            if facts.pe_dir and table_dir and facts.pe_dir != table_dir:
-                r["_warnings"].append(
-                    f"phase_encoding_direction {table_dir} in the table, but the images encode {facts.pe_dir} "
-                    f"(PhaseEncodingDirection {facts.pe_direction}): named dir-{facts.pe_dir}, by the images"
-                )
-            if facts.pe_dir:
-                r["_name"] = n.with_entity("dir", facts.pe_dir)
-                r["_name"] = replace(r["_name"], entities=naming._ordered(dict(r["_name"].entities)))
-            elif not table_dir:
-                r["_warnings"].append(
-                    "no phase_encoding_direction in the table and " + (facts.note or "the images do not say") + ": named without dir-"
-                )
+            _epi_direction(r, n, facts)
             continue
         seen = set(facts.kinds)
-        image_kinds = {"magnitude", "phase"} if "fieldmap" in seen or seen >= {"magnitude", "phase"} else seen
-        if not image_kinds or image_kinds == r["_kinds"]:
+        said = _classified_kinds(n, r)
+        shown = {"fieldmap"} if "fieldmap" in seen else seen
+        if not shown or shown == said:
             continue
-        suffix = "fieldmap" if "fieldmap" in seen else "phasediff" if image_kinds == {"phase"} else "magnitude"
-        said = "/".join(sorted(r["_kinds"]))
+        suffix = "fieldmap" if "fieldmap" in seen else "phasediff" if "phase" in seen else "magnitude"
         r["_warnings"].append(
-            f"classified as a fieldmap {said} series ({r.get('construct_csv') or 'no construct'}), but its images are "
-            f"{'/'.join(sorted(seen))}: paired and named by the images"
+            f"classified as a fieldmap {'/'.join(sorted(said))} series ({r.get('construct_csv') or 'no construct'}), "
+            f"but its images are {'/'.join(sorted(seen))}: paired and named by the images"
         )
         r["_name"] = replace(n, suffix=suffix)
-        r["_kinds"] = image_kinds
+        r["_kinds"] = _sibling_kinds(r["_name"], r, mixed=seen >= {"magnitude", "phase"})
+
+
+def _classified_kinds(n: naming.SeriesName, r: dict) -> set[str]:
+    """What the classification says a fieldmap series' images are."""
+    if n.suffix == "fieldmap":
+        return {"fieldmap"}
+    if {"Magnitude", "Phase"} <= set(vocabulary.split_list(r.get("construct_csv"))):
+        return {"magnitude", "phase"}
+    return {"phase"} if n.suffix.startswith("phase") else {"magnitude"}
+
+
+def _epi_direction(r: dict, n: naming.SeriesName, facts) -> None:
+    """``dir-`` of a pepolar fieldmap from its images; a series holding both
+    polarities gets none here: its job names each output by its own direction."""
+    table_dir = n.entity("dir")
+    if len(facts.pe_dirs) > 1:
+        r["_warnings"].append(
+            f"the series holds both phase-encoding polarities ({', '.join(facts.pe_dirs)}): each image is named "
+            "by its own direction" + (f" (phase_encoding_direction {table_dir} in the table ignored)" if table_dir else "")
+        )
+        r["_name"] = n.with_entity("dir", None)
+        return
+    if facts.pe_dir and table_dir and facts.pe_dir != table_dir:
+        r["_warnings"].append(
+            f"phase_encoding_direction {table_dir} in the table, but the images encode {facts.pe_dir} "
+            f"(PhaseEncodingDirection {facts.pe_direction}): named dir-{facts.pe_dir}, by the images"
+        )
+    if facts.pe_dir:
+        r["_name"] = naming.with_entities(n, dir=facts.pe_dir)
+    elif not table_dir:
+        r["_warnings"].append(
+            "no phase_encoding_direction in the table and " + (facts.note or "the images do not say") + ": named without dir-"
+        )
 
 
 # The classification axes a name may have to show, in the order their labels join ``acq``.
@@ -534,8 +650,7 @@ def _tell_classifications_apart(records: list[dict]) -> None:
             tokens = [t for axis in differing for t in v[axis]]
             if tokens:
                 n: naming.SeriesName = r["_name"]
-                label = naming._join_labels([n.entity("acq") or "", *tokens] if n.entity("acq") else tokens)
-                r["_name"] = replace(n, entities=naming._ordered({**dict(n.entities), "acq": label}))
+                r["_name"] = naming.with_entities(n, acq=naming.join_labels([n.entity("acq") or "", *tokens]))
         # A last resort, should two different classifications still meet on one name.
         by_name: dict[tuple, set] = defaultdict(set)
         for r, v in zip(members, values):
@@ -544,8 +659,7 @@ def _tell_classifications_apart(records: list[dict]) -> None:
             if len(by_name[_run_group(r)]) > 1:
                 digest = hashlib.sha1(repr(sorted(v.items())).encode()).hexdigest()[:4]
                 n = r["_name"]
-                label = naming._join_labels([n.entity("acq") or "", f"c{digest}"] if n.entity("acq") else [f"c{digest}"])
-                r["_name"] = replace(n, entities=naming._ordered({**dict(n.entities), "acq": label}))
+                r["_name"] = naming.with_entities(n, acq=naming.join_labels([n.entity("acq") or "", f"c{digest}"]))
 
 
 def _unknown_value_warnings(records: list[dict], table_path: str) -> list[str]:

@@ -6,6 +6,10 @@ images, and which way its phase encoding runs. dcm2niix answers both with
 ``-b o`` (sidecars only: headers are read, no image is written, ~50 ms a series).
 Only fieldmap series are probed, and each answer is cached under the output's
 state folder, keyed by the series' files, so a re-plan costs nothing.
+
+:func:`header_image_type` answers a cheaper question for series whose name depends
+on it (raw or scanner-derived, when the table has no ``stack_image_type``): the
+ImageType of the series' first file, read from its header.
 """
 
 from __future__ import annotations
@@ -19,50 +23,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import dcm2niix as d2n
-from .dicom_scan import Scan, scan_series
-
-# Direction (LPS, DICOM's patient axes) toward which phase is encoded → BIDS dir- label.
-_DIR_LABEL = {(0, 1): "RL", (0, -1): "LR", (1, 1): "AP", (1, -1): "PA", (2, 1): "IS", (2, -1): "SI"}
+from . import images
+from .dicom_scan import Scan, scan_series, series_uid_of, walk_files
 
 
 @dataclass
 class ImageFacts:
     kinds: list[str] = field(default_factory=list)  # magnitude / phase / fieldmap, one per output
-    pe_direction: str | None = None  # dcm2niix's PhaseEncodingDirection (i, j-, …) if known
+    pe_direction: str | None = None  # the first output's PhaseEncodingDirection (i, j-, …) if known
     pe_dir: str | None = None  # the BIDS dir- label it means (AP, PA, …), if the polarity is known
+    pe_dirs: list[str] = field(default_factory=list)  # every output's dir- label (both polarities: two)
+    image_types: list[str] = field(default_factory=list)  # every output's ImageType, backslash-joined
     note: str = ""
 
 
-def dir_label(pe_direction: str | None, orientation: list[float] | None) -> str | None:
-    """dcm2niix's ``PhaseEncodingDirection`` (``j-``) + ``ImageOrientationPatientDICOM`` → ``AP`` …
-
-    dcm2niix's voxel axis i runs along the DICOM row vector, j against the column
-    vector (it flips rows). The label names the direction of the *traversal*, as
-    BIDS/Siemens do: ``AP`` = anterior to posterior = toward +y in LPS.
-    """
-    if not pe_direction or pe_direction[0] not in "ij" or not orientation or len(orientation) != 6:
-        return None
-    if pe_direction[0] == "i":
-        vector = [float(v) for v in orientation[:3]]
-    else:
-        vector = [-float(v) for v in orientation[3:]]
-    if pe_direction.endswith("-"):
-        vector = [-v for v in vector]
-    axis = max(range(3), key=lambda a: abs(vector[a]))
-    return _DIR_LABEL[(axis, 1 if vector[axis] > 0 else -1)]
-
-
-def image_kind(postfix: str, sidecar: dict) -> str:
-    image_type = [str(t).upper() for t in sidecar.get("ImageType", [])]
-    if "fieldmaphz" in postfix or "FIELDMAP" in image_type and "PHASE" not in image_type:
-        return "fieldmap"
-    if postfix.endswith("_ph") or "_ph_" in postfix or "P" in image_type or "PHASE" in image_type:
-        return "phase"
-    return "magnitude"
-
-
 def _cache_key(source: Path, uid: str, files: list[str]) -> str:
-    digest = hashlib.sha1(f"{source}\n{uid}".encode())
+    digest = hashlib.sha1(f"v2\n{source}\n{uid}".encode())
     for path in files:
         st = os.stat(path)
         digest.update(f"\n{path}:{st.st_size}:{st.st_mtime_ns}".encode())
@@ -70,10 +46,15 @@ def _cache_key(source: Path, uid: str, files: list[str]) -> str:
 
 
 def probe(
-    source: Path, uid: str, dcm2niix: str, cache_dir: Path, timeout: float = 120, files: list[str] | None = None
+    source: Path, uid: str, dcm2niix: str, cache_dir: Path, timeout: float = 120, files: list[str] | None = None,
+    full: bool = False,
 ) -> ImageFacts | None:
     """The facts of series ``uid`` under ``source`` (or of exactly ``files``, a stack's
-    own files from the instances table); None if dcm2niix cannot read it."""
+    own files from the instances table); None if dcm2niix cannot read it.
+
+    ``full``: convert the images too (uncompressed, then thrown away). A header read
+    (``-b o``) writes one sidecar for a series that dcm2niix only splits while writing
+    images, such as a pepolar fieldmap holding both polarities."""
     if files is not None:
         paths = [str(f) for f in files]
         if not paths or not all(os.path.isfile(p) for p in paths):
@@ -83,7 +64,7 @@ def probe(
         scan = scan_series(source, uid)
     if not scan.files:
         return None
-    cache = cache_dir / f"{_cache_key(source, uid, scan.files)}.json"
+    cache = cache_dir / f"{_cache_key(source, uid, scan.files)}{'-full' if full else ''}.json"
     try:
         return ImageFacts(**json.loads(cache.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError):
@@ -99,17 +80,20 @@ def probe(
                 os.symlink(os.path.abspath(path), target / f"{i:06d}_{os.path.basename(path)}")
         out = work / "out"
         out.mkdir()
-        result = d2n.convert(dcm2niix, target, out, compress=False, timeout=timeout, sidecars_only=True)
+        result = d2n.convert(dcm2niix, target, out, compress=False, timeout=timeout, sidecars_only=not full)
         sidecars = sorted(out.glob("series*.json"))
         if not sidecars:
             return None
         facts = ImageFacts()
         for path in sidecars:
             data = json.loads(path.read_text(encoding="utf-8"))
-            facts.kinds.append(image_kind(path.name[len("series") : -len(".json")], data))
-            if facts.pe_direction is None and data.get("PhaseEncodingDirection"):
-                facts.pe_direction = data["PhaseEncodingDirection"]
-                facts.pe_dir = dir_label(data["PhaseEncodingDirection"], data.get("ImageOrientationPatientDICOM"))
+            output = images.output_facts(path.name[len("series") : -len(".json")], data)
+            facts.kinds.append(images.kind(output))
+            facts.image_types.append("\\".join(output.image_type))
+            if output.pe_dir and output.pe_dir not in facts.pe_dirs:
+                facts.pe_dirs.append(output.pe_dir)
+            if facts.pe_direction is None and output.pe_direction:
+                facts.pe_direction, facts.pe_dir = output.pe_direction, output.pe_dir
             elif facts.pe_direction is None and data.get("PhaseEncodingAxis"):
                 facts.note = f"the images give the phase-encoding axis ({data['PhaseEncodingAxis']}) but not its polarity"
         if result.returncode not in (0, None):
@@ -132,11 +116,46 @@ def prober(dcm2niix: str | None, dicom_root: Path, cache_dir: Path, instances: d
             return None
     from .table import resolve_dicom_path
 
-    def image_facts(row: dict) -> ImageFacts | None:
+    def image_facts(row: dict, full: bool = False) -> ImageFacts | None:
         source = resolve_dicom_path(row["dicom_path"], dicom_root)
         files = None
         if instances is not None:
             files = instances.get((row["series_instance_uid"], int(row.get("stack_index") or 0)), [])
-        return probe(source, row["series_instance_uid"], dcm2niix, cache_dir, files=files)
+        return probe(source, row["series_instance_uid"], dcm2niix, cache_dir, files=files, full=full)
 
     return image_facts
+
+
+def header_image_type(source: Path, uid: str, files: list[str] | None = None) -> str | None:
+    """The DICOM ImageType (backslash-joined) of the series' first image file, or None."""
+    import pydicom
+
+    if files:
+        paths = [str(f) for f in files[:3]]
+    else:  # the first file of the series: no need to find all of them
+        candidates = [str(source)] if source.is_file() else walk_files(source)
+        first = next((p for p in candidates if series_uid_of(p)[0] == uid), None)
+        paths = [first] if first else []
+    for path in paths:
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["ImageType"])
+        except Exception:  # noqa: BLE001 - unreadable: try the next, else unknown
+            continue
+        value = ds.get("ImageType")
+        if value:
+            return "\\".join(str(v) for v in ([value] if isinstance(value, str) else list(value)))
+    return None
+
+
+def image_type_reader(dicom_root: Path, instances: dict | None = None):
+    """``image_type(row)`` for :func:`bidsport.plan.build_plan`: the header's ImageType
+    of the row's series (or stack, with ``instances``), or None."""
+    from .table import resolve_dicom_path
+
+    def image_type(row: dict) -> str | None:
+        files = None
+        if instances is not None:
+            files = instances.get((row["series_instance_uid"], int(row.get("stack_index") or 0))) or None
+        return header_image_type(resolve_dicom_path(row["dicom_path"], dicom_root), row["series_instance_uid"], files)
+
+    return image_type
