@@ -203,7 +203,7 @@ def test_images_have_the_last_word_for_fieldmaps():
                     _row(directory_type="fmap", technique="SE-EPI"), _row(directory_type="fmap", technique="SE-EPI")])  # fmt: skip
     facts = {"1.2.0": ImageFacts(["magnitude", "magnitude"]), "1.2.1": ImageFacts(["phase"]),
              "1.2.2": ImageFacts(["magnitude"], "j-", "AP"), "1.2.3": ImageFacts(["magnitude"], "j", "PA")}  # fmt: skip
-    plan = build_plan(table, CFG, dicom_root=Path("/d"), image_facts=lambda r: facts[r["series_instance_uid"]])
+    plan = build_plan(table, CFG, dicom_root=Path("/d"), image_facts=lambda r, **_: facts[r["series_instance_uid"]])
     stems = {e.series_instance_uid: (e.suffix, e.run, e.stem) for e in plan.entries}
     assert stems["1.2.0"][:2] == ("magnitude", None) and stems["1.2.1"][:2] == ("phasediff", None)  # one acquisition
     assert stems["1.2.2"][2].endswith("dir-AP_epi") and stems["1.2.3"][2].endswith("dir-PA_epi")
