@@ -6,7 +6,9 @@ fills it from tests/data/samples/series_table.tsv and the DICOM files themselves
 (one ``instance`` row per file, read with pydicom), with two cohorts, alternative
 identifiers, an inactive subject, a stack flagged for manual review and one series
 (Philips 1301, magnitude and phase of two echoes in one folder and one
-SeriesInstanceUID) split into two stacks that only the instance rows tell apart.
+SeriesInstanceUID) split into four stacks, as NILS splits it, numbered in an order
+that is neither echo nor image-type order: only the stack columns and the instance
+rows tell them apart.
 """
 
 from __future__ import annotations
@@ -39,7 +41,10 @@ CREATE TABLE series (
     subject_id int NOT NULL REFERENCES subject);
 CREATE TABLE series_stack (
     series_stack_id serial PRIMARY KEY, series_id int NOT NULL REFERENCES series, stack_index int NOT NULL,
-    stack_key text, UNIQUE (series_id, stack_index));
+    stack_key text, stack_modality text, stack_echo_time double precision, stack_inversion_time double precision,
+    stack_echo_numbers text, stack_echo_train_length int, stack_repetition_time double precision,
+    stack_flip_angle double precision, stack_receive_coil_name text, stack_image_orientation text,
+    stack_image_type text, stack_n_instances int, UNIQUE (series_id, stack_index));
 CREATE TABLE instance (
     instance_id serial PRIMARY KEY, series_id int NOT NULL REFERENCES series,
     series_stack_id int REFERENCES series_stack, sop_instance_uid text UNIQUE NOT NULL,
@@ -74,7 +79,7 @@ PEOPLE = {
     "Magdeburg": {"birth": "1999-09-09", "sex": "M", "cohorts": ["other"], "STUDY_ID": "O001", "name": "Becker^Jonas"},
 }
 REVIEW = {"GE-Pioneer": "low_confidence_base,ambiguous_technique"}  # subject -> reasons of its stack
-SPLIT = "Ph_1301"  # its series: stack 0 magnitude, stack 1 phase (image_type_variation)
+SPLIT = "Ph_1301"  # its series: four stacks (magnitude/phase × two echoes)
 DROPPED_COLUMNS = ("session_id", "task", "phase_encoding_direction")  # not in the database
 
 
@@ -98,15 +103,37 @@ def _time(text: str) -> dt.time | None:
     return dt.time(int(whole[:2]), int(whole[2:4]), int(whole[4:6]), int((frac + "000000")[:6]))
 
 
-def _files(samples: Path, row: dict) -> list[tuple[str, int | None, str, bool]]:
-    """(relative path, InstanceNumber, SOPInstanceUID, is phase) of the series' files."""
+def _files(samples: Path, row: dict) -> list[tuple[str, int | None, str, bool, dict]]:
+    """(relative path, InstanceNumber, SOPInstanceUID, is phase, stack facts) of the series' files."""
     out = []
     for path in map(Path, scan_series(samples / row["dicom_path"], row["series_instance_uid"]).files):
         ds = pydicom.dcmread(path, stop_before_pixels=True)
         number = ds.get("InstanceNumber")
         image_type = [str(v).upper() for v in ds.get("ImageType", [])]
         phase = any("PHASE" in v or v == "P" for v in image_type[2:])
-        out.append((str(path.relative_to(samples)), int(number) if number not in (None, "") else None, str(ds.SOPInstanceUID), phase))
+        echo = ds.get("EchoTime")
+        facts = {"stack_modality": str(ds.get("Modality") or "MR"), "stack_image_type": "\\".join(image_type),
+                 "stack_echo_time": round(float(echo), 2) if echo not in (None, "") else None}  # fmt: skip
+        out.append((str(path.relative_to(samples)), int(number) if number not in (None, "") else None, str(ds.SOPInstanceUID), phase, facts))
+    return out
+
+
+def stacks_of(samples: Path, row: dict) -> list[tuple[int, str, list, dict]]:
+    """(stack_index, construct, files, stack columns) of a sample series, as NILS splits it."""
+    files = _files(samples, row)
+    if row["subject_code"] == SPLIT:  # magnitude and phase at two echoes: four stacks, numbered in the
+        # order met (phase before magnitude, echo 2 first): names must not follow the index
+        order = sorted({(f[3], f[4]["stack_echo_time"]) for f in files}, key=lambda k: (not k[0], -k[1]))
+        stacks = [(i, "Phase" if phase else "Magnitude", [f for f in files if (f[3], f[4]["stack_echo_time"]) == (phase, te)])
+                  for i, (phase, te) in enumerate(order)]  # fmt: skip
+    else:
+        stacks = [(0, row["construct_csv"], files)]
+    out = []
+    for index, construct, stack_files in stacks:
+        facts = stack_files[0][4] if stack_files else {}
+        if len({f[4]["stack_echo_time"] for f in stack_files}) > 1:
+            facts = {**facts, "stack_echo_time": None}  # an unsplit series of several echoes has no one echo time
+        out.append((index, construct, stack_files, facts))
     return out
 
 
@@ -148,19 +175,15 @@ def load_samples(conn, samples: Path, *, with_ddl: bool = True) -> None:
             "VALUES (%s, %s, %s, %s, 'MR', %s, %s) RETURNING series_id",
             (row["series_instance_uid"], int(row["series_number"]), _time(row["series_time"]), row["series_description"], studies[key], sid),
         ).fetchone()[0]
-        files = _files(samples, row)
-        if row["subject_code"] == SPLIT:  # magnitude and phase: two stacks, told apart by the files only
-            stacks = [(0, "Magnitude", [f for f in files if not f[3]]), (1, "Phase", [f for f in files if f[3]])]
-            stack_key = "image_type_variation"
-        else:
-            stacks = [(0, row["construct_csv"], files)]
-            stack_key = None
-        for index, construct, stack_files in stacks:
+        stack_key = "multi_echo" if row["subject_code"] == SPLIT else None
+        for index, construct, stack_files, facts in stacks_of(samples, row):
             stack_id = conn.execute(
-                "INSERT INTO series_stack (series_id, stack_index, stack_key) VALUES (%s, %s, %s) RETURNING series_stack_id",
-                (series_id, index, stack_key),
-            ).fetchone()[0]
-            for rel, number, sop, _ in stack_files:
+                "INSERT INTO series_stack (series_id, stack_index, stack_key, stack_modality, stack_echo_time, stack_image_type, "
+                "stack_n_instances) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING series_stack_id",
+                (series_id, index, stack_key, facts.get("stack_modality"), facts.get("stack_echo_time"),
+                 facts.get("stack_image_type"), len(stack_files)),
+            ).fetchone()[0]  # fmt: skip
+            for rel, number, sop, _, _ in stack_files:
                 conn.execute(
                     "INSERT INTO instance (series_id, series_stack_id, sop_instance_uid, instance_number, dicom_file_path) VALUES (%s,%s,%s,%s,%s)",
                     (series_id, stack_id, sop, number, rel),
@@ -176,22 +199,35 @@ def load_samples(conn, samples: Path, *, with_ddl: bool = True) -> None:
             )  # fmt: skip
 
 
-def equivalent_table(path: Path, subjects: list[str], *, include_review: bool = False) -> None:
+def equivalent_table(path: Path, subjects: list[str], *, include_review: bool = False, samples: Path | None = None) -> Path:
     """The hand-made series table that says what the database says for ``subjects``
-    (no session_id, task or PE direction: the database has none; one row for the
-    Philips 1301 series, whose two stacks together are the whole series)."""
-    rows = []
+    (no session_id, task or PE direction: the database has none; one row per stack,
+    with the stack columns), and beside it the instances table that lists each
+    stack's files, as the database does. Returns the instances table's path."""
+    from helpers import SAMPLES
+
+    rows, instances = [], []
     for row in sample_rows():
         code = row["subject_code"]
         if code not in subjects or (code in REVIEW and not include_review):
             continue
         row = {k: v for k, v in row.items() if k not in DROPPED_COLUMNS}
         row["age_at_study"] = age_at(PEOPLE[code]["birth"], row["study_date"])
-        rows.append(row)
-    with open(path, "w", encoding="utf-8", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), delimiter="\t", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+        for index, construct, files, facts in stacks_of(samples or SAMPLES, row):
+            stack_echo = facts.get("stack_echo_time")
+            rows.append({**row, "stack_index": str(index), "construct_csv": construct,
+                         "stack_key": "multi_echo" if code == SPLIT else "", "stack_modality": facts.get("stack_modality", ""),
+                         "stack_echo_time": "" if stack_echo is None else f"{stack_echo:g}",
+                         "stack_image_type": facts.get("stack_image_type", ""), "stack_n_instances": str(len(files))})  # fmt: skip
+            instances += [{"series_instance_uid": row["series_instance_uid"], "stack_index": str(index),
+                           "instance_number": "" if number is None else str(number), "dicom_file_path": rel}
+                          for rel, number, _, _, _ in files]  # fmt: skip
+    for target, table in ((path, rows), (path.with_name("instances.tsv"), instances)):
+        with open(target, "w", encoding="utf-8", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(table[0]), delimiter="\t", lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(table)
+    return path.with_name("instances.tsv")
 
 
 def equivalent_subject_tables(folder: Path, subjects: list[str]) -> tuple[Path, Path]:

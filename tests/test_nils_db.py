@@ -3,13 +3,14 @@
 A real PostgreSQL (tests/pg_server.py) holds the NILS tables (our own DDL) filled
 with the real samples (tests/nils_fixture.py): cohorts ``study`` and ``other``,
 STUDY_ID and MRN identifiers, an inactive subject, a stack flagged for review, and
-the Philips 1301 series split into a magnitude and a phase stack that only the
-``instance`` rows tell apart.
+the Philips 1301 series split into four stacks (magnitude/phase × two echoes) that
+only the stack columns and the ``instance`` rows tell apart.
 """
 
 from __future__ import annotations
 
 import gzip
+import json
 import hashlib
 import os
 import re
@@ -56,10 +57,10 @@ def db_export(nils, tmp_path_factory):
 def table_export(tmp_path_factory):
     """The same cohort from hand-made tables (what the database says, written by hand)."""
     work = tmp_path_factory.mktemp("nils_table")
-    equivalent_table(work / "series.tsv", STUDY)
+    instances = equivalent_table(work / "series.tsv", STUDY)
     people, ids = equivalent_subject_tables(work, STUDY)
     cfg = write_config(
-        work, series_table="series.tsv", subjects_table=str(people), subject_identifiers_table=str(ids),
+        work, series_table="series.tsv", instances_table=str(instances), subjects_table=str(people), subject_identifiers_table=str(ids),
         dicom_root=str(SAMPLES), output_dir="bids", subject_identifier_source="STUDY_ID", dataset_name="nils",
     )  # fmt: skip
     run_workflow(work, cfg)
@@ -99,14 +100,22 @@ def test_only_active_subjects_of_the_cohort_are_exported(db_export):
     assert nih == {"subject_code (no STUDY_ID identifier)"}
 
 
-def test_stacks_told_apart_by_instance_rows(db_export):
+def test_stacks_told_apart_by_stack_columns_and_instance_rows(db_export):
     rows = [r for r in read_report(db_export["out"]) if r["series_instance_uid"] == PH_UID]
-    assert sorted(r["stack_index"] for r in rows) == ["0", "1"]
-    images = {r["stack_index"]: sorted(f.rsplit("/", 1)[1] for f in r["files"].split(", ") if f.endswith(".nii.gz")) for r in rows}
+    assert sorted(r["stack_index"] for r in rows) == ["0", "1", "2", "3"]
+    images = {r["stack_index"]: [f.rsplit("/", 1)[1] for f in r["files"].split(", ") if f.endswith(".nii.gz")] for r in rows}
+    # discovery order (phase echo 2, phase echo 1, magnitude echo 2, magnitude echo 1) never names them
     assert images == {
-        "0": ["sub-S002_ses-20231024_magnitude1.nii.gz", "sub-S002_ses-20231024_magnitude2.nii.gz"],
-        "1": ["sub-S002_ses-20231024_phase1.nii.gz", "sub-S002_ses-20231024_phase2.nii.gz"],
-    }
+        "0": ["sub-S002_ses-20231024_phase2.nii.gz"], "1": ["sub-S002_ses-20231024_phase1.nii.gz"],
+        "2": ["sub-S002_ses-20231024_magnitude2.nii.gz"], "3": ["sub-S002_ses-20231024_magnitude1.nii.gz"],
+    }  # fmt: skip
+    fmap = db_export["out"] / "sub-S002" / "ses-20231024" / "fmap"
+    for name, echo, kind in (("magnitude1", 0.007001, "MAGNITUDE"), ("magnitude2", 0.01, "MAGNITUDE"),
+                             ("phase1", 0.007001, "PHASE"), ("phase2", 0.01, "PHASE")):  # fmt: skip
+        sidecar = json.loads((fmap / f"sub-S002_ses-20231024_{name}.json").read_text())
+        assert (sidecar["EchoTime"], sidecar["ImageType"][-1]) == (echo, kind), name  # each file holds its own image
+    identifiers = {json.loads(p.read_text())["B0FieldIdentifier"] for p in fmap.glob("*.json")}
+    assert len(identifiers) == 1  # one fieldmap acquisition, one identifier
 
 
 def test_review_flagged_stack_is_excluded_with_the_classifiers_reasons(db_export):

@@ -166,6 +166,7 @@ def finalize(
         merged["files"] += m.get("files", [])
         incomplete |= {f["path"] for f in m.get("files", []) if f.get("incomplete")}
         merged["warnings"] += m.get("warnings", [])
+        merged["acquired"] = merged.get("acquired") or m.get("acquired")  # the images' time (NIfTI part)
         if m["status"] == "failed" or merged["status"] == "skipped":
             merged["status"] = m["status"]
         if m.get("message"):
