@@ -155,3 +155,16 @@ def test_output_facts_prefer_the_sidecar_over_dcm2niix_postfixes():
     f = images.output_facts("_e1", {"EchoNumber": 2, "EchoTime": 0.0123, "ImageType": ["ORIGINAL", "PRIMARY", "P", "PHASE"]})
     assert (f.echo, f.echo_time, f.part) == (2, 12.3, "phase")
     assert images.output_facts("_e2_ph").part == "phase" and images.output_facts("_fieldmaphz").fieldmap_hz
+
+
+def test_a_fieldmap_the_validator_would_reject_is_named_as_incomplete(tmp_path):
+    import json
+
+    from bidsport.dataset import incomplete_fieldmaps
+
+    fmap = "sub-1/ses-A/fmap/sub-1_ses-A_"
+    files = [fmap + "phasediff.nii.gz", fmap + "phasediff.json", fmap + "run-02_phase1.nii.gz", fmap + "run-02_magnitude1.nii.gz"]
+    (tmp_path / "sub-1/ses-A/fmap").mkdir(parents=True)
+    (tmp_path / (fmap + "phasediff.json")).write_text(json.dumps({"EchoTime1": 0.01, "EchoTime2": 0.0125}))
+    found = incomplete_fieldmaps(tmp_path, files, set(files))
+    assert found == {fmap + "phasediff.nii.gz": "a phasediff without its magnitude1 image (not in the export)"}

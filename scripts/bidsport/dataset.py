@@ -174,6 +174,13 @@ def finalize(
     layout = cfg.get("layout", "bids")
     formats = cfg.get("_formats", [])
     bids_tree = layout == "bids" and any(f in ("nii", "nii.gz") for f in formats)
+    if bids_tree:  # a fieldmap the validator would reject is exported, listed in .bidsignore, and said so
+        all_files = [f["path"] for m in by_key.values() for f in m["files"]]
+        _fill_phasediff_echo_times(output_dir, all_files)
+        for key, m in by_key.items():
+            for rel, reason in incomplete_fieldmaps(output_dir, [f["path"] for f in m["files"]], set(all_files)).items():
+                incomplete |= {rel, _sidecar_of(rel)}
+                m["warnings"].append(f"{rel}: {reason}: exported, listed in .bidsignore")
 
     report_rows = []
     dataset_files: list[str] = []
@@ -218,14 +225,13 @@ def finalize(
         # The optional tables are read and checked first: a bad one fails the step before any file changes.
         links = _fieldmap_links(cfg, plan, excluded_tsv)
         sessions = _sessions_table(cfg, plan)
-        _fill_phasediff_echo_times(output_dir, dataset_files)
-        _link_fieldmaps(output_dir, plan, by_key, cfg, links)
+        _link_fieldmaps(output_dir, plan, by_key, cfg, links, incomplete)
         # Only subjects and sessions with data in the dataset are listed.
         exported = [r for r in plan if by_key.get(r["key"], {}).get("status") in ("exported", "skipped")]
         _write_sessions(output_dir, exported, sessions, by_key)
         _write_dataset_description(output_dir, cfg, dcm2niix_version)
         _write_participants(output_dir, exported, subjects, first_session_ages(exported, ages))
-        _write_scans(output_dir, plan, by_key)
+        _write_scans(output_dir, plan, by_key, incomplete)
         ignore = bidsignore_lines(dataset_files, incomplete)
         write_if_changed(output_dir / ".bidsignore", "".join(line + "\n" for line in ignore))
         readme = output_dir / "README"
@@ -295,7 +301,7 @@ def _write_participants(output_dir: Path, plan: list[dict], subjects: pd.DataFra
     write_if_changed(output_dir / "participants.json", json.dumps(sidecar, indent=2) + "\n")
 
 
-def _write_scans(output_dir: Path, plan: list[dict], by_key: dict) -> None:
+def _write_scans(output_dir: Path, plan: list[dict], by_key: dict, incomplete: set[str] = frozenset()) -> None:
     """One ``scans.tsv`` per subject/session folder: every raw image, with acq_time."""
     per_folder: dict[str, list[dict]] = {}
     for row in plan:
@@ -304,7 +310,7 @@ def _write_scans(output_dir: Path, plan: list[dict], by_key: dict) -> None:
             continue
         for f in m.get("files", []):
             rel = f["path"]
-            if not rel.endswith(NIFTI_EXTS) or f.get("incomplete") or not is_raw_file(rel):
+            if not rel.endswith(NIFTI_EXTS) or not is_raw_file(rel, incomplete):
                 continue
             parts = rel.split("/")
             depth = 2 if len(parts) > 1 and parts[1].startswith("ses-") else 1
@@ -349,13 +355,14 @@ def _fieldmap_links(cfg: dict, plan: list[dict], excluded_tsv: Path) -> list[fie
     return fieldmaps.check_links_table(path, plan, read_tsv(excluded_tsv))
 
 
-def _link_fieldmaps(output_dir: Path, plan: list[dict], by_key: dict, cfg: dict, links: list | tuple = ()) -> None:
+def _link_fieldmaps(output_dir: Path, plan: list[dict], by_key: dict, cfg: dict, links: list | tuple = (),
+                    incomplete: set[str] = frozenset()) -> None:  # fmt: skip
     """B0FieldIdentifier / B0FieldSource (+ IntendedFor) from the final names."""
     images = []
     files_of: dict[tuple[str, int], list[str]] = {}  # (uid, stack) -> raw NIfTI files
     for row in plan:
         for f in by_key.get(row["key"], {}).get("files", []):
-            if f["path"].endswith(NIFTI_EXTS) and not f.get("incomplete") and is_raw_file(f["path"]):
+            if f["path"].endswith(NIFTI_EXTS) and is_raw_file(f["path"], incomplete):
                 images.append(fieldmaps.Image(f["path"], acquisition(row, by_key.get(row["key"]))[0]))
                 files_of.setdefault((row["series_instance_uid"], int(row.get("stack_index") or 0)), []).append(f["path"])
     overrides: dict[str, str | None] = {}
@@ -444,6 +451,37 @@ def _write_sessions(output_dir: Path, plan: list[dict], sessions: pd.DataFrame |
         if "age" in sidecar:
             sidecar["age"]["Units"] = "year"
         write_if_changed(output_dir / "sessions.json", json.dumps(sidecar, indent=2) + "\n")
+
+
+# A fieldmap image → the sibling the validator requires beside it (same name otherwise).
+_NEEDS_MAGNITUDE = {"phasediff": "magnitude1", "phase1": "magnitude1", "phase2": "magnitude2", "fieldmap": "magnitude"}
+
+
+def incomplete_fieldmaps(output_dir: Path, files: list[str], everything: set[str]) -> dict[str, str]:
+    """NIfTI fieldmaps among ``files`` that the validator would reject, and why: a
+    phase or Hz map whose magnitude image was not exported (``everything``: every
+    file of the export), or a ``phasediff`` still without EchoTime1/EchoTime2."""
+    found = {}
+    for rel in files:
+        if not rel.endswith(NIFTI_EXTS) or not fieldmaps.is_fieldmap_file(rel):
+            continue
+        suffix = rel.rsplit("_", 1)[-1].split(".")[0]
+        needed = _NEEDS_MAGNITUDE.get(suffix)
+        if needed is None:
+            continue
+        ext = ".nii.gz" if rel.endswith(".nii.gz") else ".nii"
+        sibling = rel[: -len(suffix + ext)] + needed + ext
+        if sibling not in everything:
+            found[rel] = f"a {suffix} without its {needed} image (not in the export)"
+            continue
+        if suffix == "phasediff":
+            try:
+                data = json.loads((output_dir / _sidecar_of(rel)).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                data = {}
+            if not ("EchoTime1" in data and "EchoTime2" in data):
+                found[rel] = "a phasediff without EchoTime1/EchoTime2 (neither dcm2niix nor its magnitude images give them)"
+    return found
 
 
 def _fill_phasediff_echo_times(output_dir: Path, files: list[str]) -> None:

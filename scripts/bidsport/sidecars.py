@@ -107,5 +107,5 @@ def fix_sidecars(spec: dict, moves: list[tuple[Path, str]]) -> tuple[list[str], 
             warnings.append(f"{rel}: sidecar lacks required {', '.join(missing)}: listed in .bidsignore")
             incomplete.add(rel[: -len(".json")])
         elif missing:
-            warnings.append(f"{rel}: sidecar lacks {', '.join(missing)} (filled from the magnitude images if found)")
+            warnings.append(f"{rel}: sidecar lacks {', '.join(missing)}: the dataset step takes them from its magnitude1/2 images")
     return warnings, incomplete
