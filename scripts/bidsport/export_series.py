@@ -25,7 +25,7 @@ from pathlib import Path
 
 from . import dcm2niix as d2n
 from . import bids_schema, naming, probe, sidecars
-from .dicom_scan import Scan, scan_series
+from .dicom_scan import Scan, absent_message, scan_series, stack_files
 from .fsutil import write_if_changed
 
 NIFTI_EXTS = (".nii.gz", ".nii")
@@ -206,6 +206,22 @@ def listed_files(spec: dict) -> Scan:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise SeriesFailed(f"{len(missing)} of the {len(files)} listed DICOM file(s) of this stack are missing: {missing[0]}{more}")
     return Scan(files=files, pure=False)
+
+
+def stack_copy(spec: dict, files: list[str], warnings: list[str]) -> list[str]:
+    """The files of this row's stack, where the series has several and the table
+    says what this one holds (``spec["stack"]``): a DICOM copy holds only its own
+    stack. Multi-frame files that hold several stacks are copied with a warning."""
+    stack = spec.get("stack")
+    if int(spec.get("n_stacks") or 1) <= 1 or not stack:
+        return files
+    picked = stack_files(files, stack)
+    if not picked.files and not picked.undecidable:
+        raise SeriesFailed(f"stack {spec.get('stack_index', 0)} of series {spec['series_instance_uid']}: {picked.note}")
+    if picked.note:
+        warnings.append(f"DICOM copy of stack {spec.get('stack_index', 0)}: {picked.note}" + (" (copied whole)" if picked.undecidable else ""))
+    keep = set(picked.files + picked.undecidable)
+    return [f for f in files if f in keep]
 
 
 def _file_list(files: list[str], scratch: Path) -> Path:
@@ -432,9 +448,12 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
                 result = None
         scan = None
         if result is None:
+            # Also the fallback when dcm2niix named no output by our UID: %j is not
+            # always the SeriesInstanceUID (Siemens XA classic exports get the series
+            # time, dcm2niix merging the volumes they split into series).
             scan = listed_files(spec) if listed else scan_series(source, uid)
             if not scan.files:
-                raise SeriesFailed(f"no DICOM image of series {uid} under {source}")
+                raise SeriesFailed(absent_message(scan, uid, source))
         if nifti:
             if result is None:
                 out = scratch / "nii"
@@ -461,7 +480,8 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
             manifest["warnings"] += sidecar_warnings + direction_warnings(spec, moves)
         if copy_dicom:
             dcm_scratch = scratch / "dcm"
-            copy_files(scan.files, dcm_scratch, copy_method, copy_workers)
+            copy = scan.files if listed else stack_copy(spec, scan.files, manifest["warnings"])
+            copy_files(copy, dcm_scratch, copy_method, copy_workers)
         # Everything is ready in scratch: now, and only now, touch the dataset. The
         # ledger names what is about to be installed first, so that a job killed
         # half-way recognises these files as its own next time (not as foreign
