@@ -216,7 +216,7 @@ def _pydicom_uid(path: str | os.PathLike) -> tuple[str | None, str | None]:
         with open(path, "rb") as fh:
             ds = read_partial(fh, stop_when=lambda tag, vr, length: tag > 0x0020000E)
         uid = ds.get("SeriesInstanceUID")
-        return (str(uid) if uid else None), (str(ds.get("SOPClassUID", "")) or None)
+        return (str(uid), str(ds.get("SOPClassUID", "")) or None) if uid else (None, None)
     except Exception:  # noqa: BLE001 - not DICOM, truncated or unreadable: not ours
         return None, None
 
