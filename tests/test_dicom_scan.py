@@ -16,7 +16,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from bidsport import dcm2niix as d2n
 from bidsport import export_series as es
-from bidsport.dicom_scan import FIRST_READ, absent_message, scan_series, series_uid_of, stack_files
+from bidsport.dicom_scan import FIRST_READ, HEAD_BYTES, absent_message, scan_series, series_uid_by_walk, series_uid_of, stack_files
 from bidsport.synthdicom import MR_IMAGE_STORAGE, make_uid, spec_for, write_series
 
 TOP_UID = "1.2.40.0.13.1.7.1"
@@ -88,19 +88,25 @@ def _write(path: Path, middle: bytes, implicit: bool = False, pad: int = 0) -> P
     return path
 
 
+# The byte search (which answers where it can prove its answer) and the walk.
+READERS = pytest.mark.parametrize("read", [series_uid_of, series_uid_by_walk], ids=["search", "walk"])
+
+
+@READERS
 @pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
 @pytest.mark.parametrize("defined", [True, False], ids=["defined", "undefined"])
-def test_a_series_uid_inside_a_sequence_item_is_not_the_files_own(tmp_path, implicit, defined):
+def test_a_series_uid_inside_a_sequence_item_is_not_the_files_own(tmp_path, implicit, defined, read):
     middle = _sequence(0x00081250, [_referencing_item(implicit)], implicit, defined)
     path = _write(tmp_path / "f.dcm", middle, implicit)
     data = path.read_bytes()
     assert data.find(NESTED_UID.encode()) < data.find(TOP_UID.encode()) < FIRST_READ  # the trap is set
-    assert series_uid_of(path) == (TOP_UID, MR_IMAGE_STORAGE)
+    assert read(path) == (TOP_UID, MR_IMAGE_STORAGE)
     assert pydicom.dcmread(path).SeriesInstanceUID == TOP_UID  # the file is what we think it is
 
 
+@READERS
 @pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
-def test_nested_sequences_at_any_depth_mixing_defined_and_undefined_lengths(tmp_path, implicit):
+def test_nested_sequences_at_any_depth_mixing_defined_and_undefined_lengths(tmp_path, implicit, read):
     inner = _sequence(0x00081250, [_referencing_item(implicit)], implicit, defined=True)
     middle_item = _encode(_dataset(ReferringPhysicianName="x"), implicit) + inner
     middle = _sequence(0x00081115, [middle_item, _referencing_item(implicit)], implicit, defined=False)
@@ -109,7 +115,7 @@ def test_nested_sequences_at_any_depth_mixing_defined_and_undefined_lengths(tmp_
     seq += _sequence(0x00081250, [outer_item], implicit, defined=False)
     path = _write(tmp_path / "deep.dcm", seq, implicit)
     assert path.read_bytes().count(NESTED_UID.encode()) == 4
-    assert series_uid_of(path) == (TOP_UID, MR_IMAGE_STORAGE)
+    assert read(path) == (TOP_UID, MR_IMAGE_STORAGE)
     assert pydicom.dcmread(path).SeriesInstanceUID == TOP_UID
 
 
@@ -120,12 +126,30 @@ def _dataset(**values) -> Dataset:
     return ds
 
 
-def test_a_uid_beyond_the_first_read_and_a_large_sequence_skipped_whole(tmp_path):
+@READERS
+@pytest.mark.parametrize("pad", [6000, 20000], ids=["within-16KiB", "beyond-16KiB"])
+def test_a_uid_beyond_the_first_read_and_a_large_sequence_skipped_whole(tmp_path, pad, read):
     big_item = _referencing_item(False) + _encode(_dataset(DerivationDescription="d" * 1000), False)
     seq = _sequence(0x00081250, [big_item] * 8, implicit=False, defined=True)  # > 8 KiB
-    path = _write(tmp_path / "far.dcm", seq, pad=6000)
-    assert path.read_bytes().find(TOP_UID.encode()) > 2 * FIRST_READ
-    assert series_uid_of(path) == (TOP_UID, MR_IMAGE_STORAGE)
+    path = _write(tmp_path / "far.dcm", seq, pad=pad)
+    assert path.read_bytes().find(TOP_UID.encode()) > (2 * FIRST_READ if pad < HEAD_BYTES else HEAD_BYTES)
+    assert read(path) == (TOP_UID, MR_IMAGE_STORAGE)
+
+
+@pytest.mark.parametrize(
+    "marker",
+    [b"\xfe\xff\x0d\xe0\0\0\0\0", b"\xfe\xff\x00\xe0\xff\xff\xff\xff", b"\xfe\xff\x00\xe0\xff\xff\x00\x00"],
+    ids=["delimiter", "undefined-item", "defined-item"],
+)
+def test_item_markers_inside_a_value_do_not_mislead_the_search(tmp_path, marker):
+    """Bytes that look like an item tag or delimiter inside a binary value: the
+    search cannot pair them, so the walk (which steps over values) answers."""
+    blob = Dataset()
+    blob.add_new(0x00090010, "LO", "BLOB")
+    blob.add_new(0x00091001, "OB", marker * 4)
+    middle = _sequence(0x00081250, [_referencing_item(False)], False, True) + _encode(blob, False)
+    path = _write(tmp_path / "blob.dcm", middle)
+    assert series_uid_of(path) == series_uid_by_walk(path) == (TOP_UID, MR_IMAGE_STORAGE)
 
 
 def test_truncated_and_non_dicom_files_belong_to_no_series(tmp_path):
@@ -166,7 +190,7 @@ def test_xa30_interoperability_export_gives_its_top_level_series_uid():
 
 
 @needs_samples
-def test_scan_agrees_with_pydicom_on_every_sample_file():
+def test_search_and_walk_agree_with_pydicom_on_every_sample_file():
     from bidsport.dicom_scan import walk_files
 
     checked = 0
@@ -176,7 +200,8 @@ def test_scan_agrees_with_pydicom_on_every_sample_file():
         except Exception:  # noqa: BLE001 - not DICOM: the scan must say so too
             assert series_uid_of(path) == (None, None), path
             continue
-        assert series_uid_of(path) == (str(ds.SeriesInstanceUID), str(ds.SOPClassUID)), path
+        expected = (str(ds.SeriesInstanceUID), str(ds.SOPClassUID))
+        assert series_uid_of(path) == series_uid_by_walk(path) == expected, path
         checked += 1
     assert checked > 800
 

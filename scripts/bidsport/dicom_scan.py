@@ -3,31 +3,38 @@
 Folders may hold several series (enhanced Siemens XA exports do), plus non-image
 objects. dcm2niix's ``-n <CRC>`` filter is not reliable for this (on the XA30
 sample it dropped the second echo of a fieldmap and converted nothing of a phase
-map), so bidsport finds the series' own files itself:
+map), so bidsport finds the series' own files itself, by the file's TOP-LEVEL
+SeriesInstanceUID (0020,000E). The same tag also occurs inside sequence items
+(ReferencedSeriesSequence, RelatedSeriesSequence: Siemens XA "interoperability"
+exports put another series' UID there, before the file's own, in an item of
+defined length without a delimiter); that one is never taken for the file's own:
 
-1. a walk of the file's top-level data elements (explicit or implicit VR little
-   endian), from the file meta group up to the SeriesInstanceUID (0020,000E),
-   reading the first 4 KiB and more only where the walk goes past them. A sequence
-   is stepped over whole: one of defined length by its length, one of undefined
-   length item by item at any nesting. A SeriesInstanceUID inside a sequence item
-   (ReferencedSeriesSequence, RelatedSeriesSequence: Siemens XA "interoperability"
-   exports put one before the real one, in an item of defined length) is therefore
-   never taken for the file's own, which a byte search for the tag cannot promise;
-2. where the walk cannot go (no preamble, big endian, deflated, a malformed
+1. the reference is a walk of the top-level data elements (explicit or implicit VR
+   little endian) from the file meta group up to (0020,000E), stepping over each
+   sequence whole (one of defined length by its length, one of undefined length item
+   by item, at any nesting); it reads the first 4 KiB, and further windows only
+   where the walk goes past them;
+2. a byte search answers first where it can show that its answer is the walk's
+   (see ``_found_at_top``): the walk costs Python work per element, the search a
+   few passes over 4 KiB (16 KiB for the Siemens E11 headers that need it);
+3. where the walk cannot go (no preamble, big endian, deflated, a malformed
    element), pydicom reads the header up to that element.
 
 Files that are not DICOM, are empty or are truncated before the element are
-simply not part of the series.
+simply not part of the series. ``stack_files`` (below) picks one stack's files out
+of a series by their header values.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-FIRST_READ = 4096  # classic headers reach (0020,000E) well within this
+FIRST_READ = 4096  # most classic headers reach (0020,000E) within this
+HEAD_BYTES = 16384  # Siemens E11 ones within this
 NON_IMAGE_SOP_PREFIXES = (
     "1.2.840.10008.5.1.4.1.1.88.",  # structured reports
     "1.2.840.10008.5.1.4.1.1.66",  # raw data
@@ -41,7 +48,6 @@ _SERIES_UID = 0x0020000E
 _TRANSFER_SYNTAX = 0x00020010
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _UNDEFINED = 0xFFFFFFFF
-# Explicit VRs with a 4-byte length (PS3.5 7.1.2); every other VR has 2 bytes.
 _VRS = "AE AS AT CS DA DS DT FL FD IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV"
 _VR_CODES = frozenset(int.from_bytes(vr.encode(), "little") for vr in _VRS.split())
 # Explicit VRs with a 4-byte length (PS3.5 7.1.2); every other VR has 2 bytes.
@@ -192,16 +198,104 @@ def _walk_file(data: _Bytes) -> tuple[str | None, str | None]:
     return uid, _uid(found.get(_SOP_CLASS))
 
 
+# The byte search gives the walk's answer where the occurrence it finds lies inside
+# no sequence item: every nested element lies inside an item, every item starts
+# with its tag (FFFE,E000) before its content and ends at its defined length or at
+# its delimiter (FFFE,E00D), so pairing these markers before the occurrence gives
+# its depth. Occurrences inside items are passed over; no occurrence within the
+# bytes read, or markers that do not pair up, are left to the walk.
+_ITEM_START = b"\xfe\xff\x00\xe0"
+_UNDEFINED_ITEM = _ITEM_START + b"\xff\xff\xff\xff"
+_ITEM_STOP = b"\xfe\xff\x0d\xe0\x00\x00\x00\x00"
+# An item tag and its length, or an item delimiter (its length is always 0).
+_MARKERS = re.compile(rb"\xfe\xff\x00\xe0(.{4})|\xfe\xff\x0d\xe0\x00\x00\x00\x00", re.DOTALL)
+
+
+def _found_at_top(head: bytes) -> tuple[str, str | None] | None:
+    """(SeriesInstanceUID, SOPClassUID) by byte search, or None where the search
+    cannot show that the walk would give the same."""
+    found = []
+    for tag in (_SERIES_UID, _SOP_CLASS):
+        for pos, uid in _uid_elements(head, _tag_bytes(tag)):
+            depth = _item_depth(head, pos)
+            if depth is None:
+                return None
+            if depth == 0:
+                found.append(uid)
+                break
+        else:
+            found.append(None)
+    return (found[0], found[1]) if found[0] else None
+
+
+def _tag_bytes(tag: int) -> bytes:
+    return struct.pack("<HH", tag >> 16, tag & 0xFFFF)
+
+
+def _uid_elements(head: bytes, tag: bytes):
+    """(offset, value) of each element with this tag whose value (explicit or
+    implicit VR little endian) is a UID wholly inside ``head``."""
+    pos = head.find(tag, 132)
+    while pos >= 0:
+        i = pos + 4
+        explicit = head[i : i + 2] == b"UI"
+        length = int.from_bytes(head[i + 2 : i + 4] if explicit else head[i : i + 4], "little")
+        start = i + 4
+        if 0 < length <= 64 and start + length <= len(head):
+            uid = _uid(head[start : start + length])
+            if uid:
+                yield pos, uid
+        pos = head.find(tag, pos + 4)
+
+
+def _item_depth(head: bytes, at: int) -> int | None:
+    """How many sequence items enclose offset ``at`` (None: the markers before it
+    do not pair up, so they are not all what they seem)."""
+    starts = head.count(_ITEM_START, 132, at)
+    if starts == head.count(_UNDEFINED_ITEM, 132, at):  # the common case, counted in C
+        stops = head.count(_ITEM_STOP, 132, at)
+        return starts - stops if stops <= starts else None
+    open_ends: list[int | None] = []  # end offset of each open item (None: undefined length)
+    for match in _MARKERS.finditer(head, 132, at):
+        i = match.start()
+        while open_ends and open_ends[-1] is not None and open_ends[-1] <= i:
+            open_ends.pop()
+        if match.group(1) is not None:  # an item: its length follows the tag
+            length = int.from_bytes(match.group(1), "little")
+            open_ends.append(None if length == _UNDEFINED else i + 8 + length)
+        elif not open_ends or open_ends[-1] is not None:  # a delimiter closes nothing open
+            return None
+        else:
+            open_ends.pop()
+    while open_ends and open_ends[-1] is not None and open_ends[-1] <= at:
+        open_ends.pop()
+    return len(open_ends)
+
+
 def series_uid_of(path: str | os.PathLike) -> tuple[str | None, str | None]:
     """(SeriesInstanceUID, SOPClassUID) of a file, or (None, None) if not DICOM."""
+    return _uids_of(path, search=True)
+
+
+def series_uid_by_walk(path: str | os.PathLike) -> tuple[str | None, str | None]:
+    """The same, by the element walk alone: the reference that the byte search is
+    checked against (tests, benchmarks)."""
+    return _uids_of(path, search=False)
+
+
+def _uids_of(path: str | os.PathLike, search: bool) -> tuple[str | None, str | None]:
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
         return None, None
     try:
-        first = os.read(fd, FIRST_READ)
-        if len(first) >= 132 and first[128:132] == b"DICM":
-            return _walk_file(_Bytes(fd, first))
+        head = os.read(fd, FIRST_READ)
+        if len(head) >= 132 and head[128:132] == b"DICM":
+            found = _found_at_top(head) if search else None
+            if search and found is None and len(head) == FIRST_READ:  # look further, as far as HEAD_BYTES
+                head += os.read(fd, HEAD_BYTES - FIRST_READ)
+                found = _found_at_top(head)
+            return found or _walk_file(_Bytes(fd, head))
     except (_Malformed, EOFError, OSError, UnicodeDecodeError):
         pass
     finally:
