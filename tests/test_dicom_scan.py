@@ -64,18 +64,18 @@ def _referencing_item(implicit: bool) -> bytes:
     return _encode(item, implicit)
 
 
-def _write(path: Path, middle: bytes, implicit: bool = False, pad: int = 0) -> Path:
+def _write(path: Path, middle: bytes, implicit: bool = False, pad: int = 0, sop: str = MR_IMAGE_STORAGE) -> Path:
     """A DICOM file whose top level holds ``middle`` (encoded elements in the 0008
     group after SOPInstanceUID) before its own SeriesInstanceUID."""
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MR_IMAGE_STORAGE
+    meta.MediaStorageSOPClassUID = sop
     meta.MediaStorageSOPInstanceUID = make_uid(path.name)
     meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
     head = DicomBytesIO()
     head.is_little_endian, head.is_implicit_VR = True, False
     write_file_meta_info(head, meta)
     first = Dataset()
-    first.SOPClassUID = MR_IMAGE_STORAGE
+    first.SOPClassUID = sop
     first.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     last = Dataset()
     if pad:  # a private OB value before the UID: pushes it beyond the first read
@@ -173,9 +173,15 @@ def test_a_series_that_is_not_there_is_named_with_what_is(tmp_path):
     assert f"no DICOM image of series {NESTED_UID}" in message and f"{TOP_UID} (3 files)" in message
     found = scan_series(tmp_path, TOP_UID)
     assert len(found.files) == 3 and found.pure
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    _write(reports / "sr.dcm", b"", sop="1.2.840.10008.5.1.4.1.1.88.22")  # a structured report
+    only_reports = scan_series(reports, TOP_UID)
+    assert only_reports.files == [] and only_reports.non_image == 1
+    assert "only 1 non-image object" in absent_message(only_reports, TOP_UID, reports)
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert absent_message(scan_series(empty, TOP_UID), TOP_UID, empty).startswith("no DICOM file under")
+    assert "no file there has a readable SeriesInstanceUID" in absent_message(scan_series(empty, TOP_UID), TOP_UID, empty)
 
 
 @needs_samples

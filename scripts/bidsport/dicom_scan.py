@@ -363,7 +363,7 @@ def absent_message(scan: Scan, uid: str, source: Path) -> str:
     if scan.non_image:
         return f"series {uid} under {source} holds only {scan.non_image} non-image object(s) (reports, raw data): no image to export"
     if not scan.others:
-        return f"no DICOM file under {source} (none has a readable SeriesInstanceUID)"
+        return f"no DICOM image of series {uid} under {source} (no file there has a readable SeriesInstanceUID)"
     found = sorted(scan.others.items(), key=lambda kv: -kv[1])
     listed = ", ".join(f"{other} ({n} file{'s' if n > 1 else ''})" for other, n in found[:5])
     more = f" and {len(found) - 5} more" if len(found) > 5 else ""
@@ -420,7 +420,8 @@ def stack_files(files: list[str], stack: dict) -> StackFiles:
     texts case-insensitively, multi-valued ones value by value; the orientation as
     the classifier's class (Axial, Coronal, Sagittal) of ImageOrientationPatient.
     A multi-frame file matches when each of its frames does (by its functional
-    groups, or by the file's own top-level value)."""
+    groups, or by the file's own top-level value). ValueError for a stack value
+    that should be a number and is not."""
     wanted = _wanted(stack)
     matched: list[str] = []
     undecidable: list[str] = []
@@ -451,7 +452,10 @@ def _wanted(stack: dict) -> dict:
         if value is None or (isinstance(value, str) and not value.strip()):
             continue
         if key in STACK_NUMBERS:
-            wanted[key] = round(float(value), 2)
+            try:
+                wanted[key] = round(float(value), 2)
+            except (TypeError, ValueError):
+                raise ValueError(f"the stack's {key} {value!r} is not a number") from None
         elif key == "image_orientation":
             wanted[key] = str(value).strip().capitalize()
         else:
@@ -560,10 +564,17 @@ def _note(stack: dict, wanted: dict, matched: list, undecidable: list, unreadabl
     if not matched and not undecidable:
         found = "; ".join(f"{key} {', '.join(sorted(seen.get(key, {'(none)'})))}" for key in wanted)
         notes.append(f"no file matches the stack ({_shown_wanted(wanted)}); the files have {found}")
-    expected = stack.get("n_instances")
-    if expected not in (None, "") and matched and int(float(expected)) != len(matched) + len(undecidable):
-        notes.append(f"{len(matched) + len(undecidable)} file(s) match the stack, the table says {int(float(expected))}")
+    expected = _count(stack.get("n_instances"))
+    if expected is not None and matched and expected != len(matched) + len(undecidable):
+        notes.append(f"{len(matched) + len(undecidable)} file(s) match the stack, the table says {expected}")
     return "; ".join(notes)
+
+
+def _count(value) -> int | None:
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        return None
 
 
 def _shown_wanted(wanted: dict) -> str:

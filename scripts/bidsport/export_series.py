@@ -88,7 +88,12 @@ def collect_outputs(scratch: Path, filename: str = "series") -> dict[str, list[P
 
 def convert_alone(dcm2niix: str, source: Path, uid: str, out: Path, compress: bool, timeout: float | None):
     """Convert all of ``source`` with outputs named ``series_<SeriesInstanceUID>…``:
-    (result, this series' output groups, names of other series' images)."""
+    (result, this series' output groups, names of other series' images).
+
+    dcm2niix's ``%j`` is not always the UID: for Siemens XA classic
+    ("interoperability") exports it is the SeriesTime, under which dcm2niix merges
+    the series such an export splits a run into. No group is then found, and the
+    caller takes the exact path (the series' own files, by header)."""
     out.mkdir(parents=True)
     prefix = f"series_{uid}"
     result = d2n.convert(dcm2niix, source, out, compress=compress, filename="series_%j", timeout=timeout)
@@ -215,7 +220,10 @@ def stack_copy(spec: dict, files: list[str], warnings: list[str]) -> list[str]:
     stack = spec.get("stack")
     if int(spec.get("n_stacks") or 1) <= 1 or not stack:
         return files
-    picked = stack_files(files, stack)
+    try:
+        picked = stack_files(files, stack)
+    except ValueError as exc:
+        raise SeriesFailed(f"stack {spec.get('stack_index', 0)}: {exc}") from None
     if not picked.files and not picked.undecidable:
         raise SeriesFailed(f"stack {spec.get('stack_index', 0)} of series {spec['series_instance_uid']}: {picked.note}")
     if picked.note:
@@ -448,9 +456,7 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
                 result = None
         scan = None
         if result is None:
-            # Also the fallback when dcm2niix named no output by our UID: %j is not
-            # always the SeriesInstanceUID (Siemens XA classic exports get the series
-            # time, dcm2niix merging the volumes they split into series).
+            # Also the fallback when dcm2niix named no output by our UID (convert_alone).
             scan = listed_files(spec) if listed else scan_series(source, uid)
             if not scan.files:
                 raise SeriesFailed(absent_message(scan, uid, source))
