@@ -385,6 +385,29 @@ def test_multi_frame_files_of_several_stacks_are_copied_with_a_warning(tmp_path)
     assert any("multi-frame" in w and "copied whole" in w for w in manifest["warnings"])
 
 
+def test_a_lone_folder_whose_outputs_are_not_named_by_uid_is_converted_from_its_own_files(tmp_path):
+    """A folder that holds another series too (not in the table) and outputs that
+    dcm2niix does not name by UID: the exact path converts only the series' files."""
+    src = tmp_path / "src"
+    uid = _four_stacks(src)
+    other = write_series(src, spec_for("t1w", slices=3, rows=16, cols=16), patient_id="p1", study_uid=make_uid("study"), study_date="20240101", file_prefix="t1")  # fmt: skip
+    work = tmp_path / "work"
+    work.mkdir()
+    renamer = work / "dcm2niix"  # the real dcm2niix, told to name outputs by series number
+    renamer.write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do if [ "$a" = series_%j ]; then a=series_%s; fi; set -- "$@" "$a"; shift; done\n'
+        f'exec "{d2n.find_dcm2niix()}" "$@"\n'
+    )
+    renamer.chmod(0o755)
+    spec = _spec(src, uid, source_alone=True, formats=["nii.gz"], dicom_dir=None)
+    manifest = es.export(spec, "nifti", tmp_path / "out", dcm2niix=str(renamer), copy_method="copy", copy_workers=1, timeout=120)
+    assert manifest["status"] == "exported", manifest
+    assert "/nii/series" in manifest["dcm2niix_output"]  # the second, exact conversion ...
+    assert "Found 16 DICOM file(s)" in manifest["dcm2niix_output"]  # ... of its own files only
+    assert len(other.files) == 3
+
+
 def test_a_missing_series_names_the_series_that_are_there(tmp_path):
     src = tmp_path / "src"
     uid = _four_stacks(src)
@@ -406,6 +429,9 @@ def test_xa30_interoperability_series_alone_in_its_folder_is_exported(tmp_path, 
     assert nifti["status"] == "exported", nifti
     written = sorted(Path(f["path"]).name.split(".", 1)[1] for f in nifti["files"])
     assert written == ["json", "nii.gz"]  # one image (its name is the naming tests' business)
+    # converted once: the folder holds only this series, so the first conversion's
+    # outputs (named by series time) are its own
+    assert "nii-alone/series_" in nifti["dcm2niix_output"] and "/nii/series" not in nifti["dcm2niix_output"]
     dicom = _export(spec, "dicom", out)
     assert dicom["status"] == "exported", dicom
     assert sorted(p.name for p in (out / spec["dicom_dir"]).iterdir()) == sorted(p.name for p in source.iterdir())

@@ -88,20 +88,37 @@ def collect_outputs(scratch: Path, filename: str = "series") -> dict[str, list[P
 
 def convert_alone(dcm2niix: str, source: Path, uid: str, out: Path, compress: bool, timeout: float | None):
     """Convert all of ``source`` with outputs named ``series_<SeriesInstanceUID>…``:
-    (result, this series' output groups, names of other series' images).
+    (result, this series' output groups, names of other series' images). Other
+    series' outputs are deleted; where none is named by our UID, all are kept.
 
     dcm2niix's ``%j`` is not always the UID: for Siemens XA classic
     ("interoperability") exports it is the SeriesTime, under which dcm2niix merges
     the series such an export splits a run into. No group is then found, and the
-    caller takes the exact path (the series' own files, by header)."""
+    caller takes the exact path (the series' own files, by header), reusing these
+    outputs where the folder turns out to hold only this series
+    (:func:`outputs_of_one_series`)."""
     out.mkdir(parents=True)
     prefix = f"series_{uid}"
     result = d2n.convert(dcm2niix, source, out, compress=compress, filename="series_%j", timeout=timeout)
+    groups = collect_outputs(out, prefix)
     strangers = sorted(p.name for p in out.iterdir() if p.name.endswith(NIFTI_EXTS) and not _named_for(p.name, prefix))
+    if groups:
+        for path in out.iterdir():
+            if not _named_for(path.name, prefix):
+                path.unlink()
+    return result, groups, strangers
+
+
+def outputs_of_one_series(out: Path) -> dict[str, list[Path]]:
+    """The output groups of a ``series_%j`` conversion whose images all carry the
+    same ``%j`` value (one series, named by something else than its UID); {} if
+    they carry several or none."""
+    values = set()
     for path in out.iterdir():
-        if not _named_for(path.name, prefix):
-            path.unlink()
-    return result, collect_outputs(out, prefix), strangers
+        ext = next((e for e in NIFTI_EXTS if path.name.endswith(e)), None)
+        if ext and path.name.startswith("series_"):
+            values.add(path.name[len("series_") : -len(ext)].split("_", 1)[0])
+    return collect_outputs(out, f"series_{values.pop()}") if len(values) == 1 else {}
 
 
 def _named_for(name: str, prefix: str) -> bool:
@@ -444,7 +461,7 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
         if nifti and not dcm2niix:
             raise SeriesFailed("no dcm2niix binary was given")
         uid = spec["series_instance_uid"]
-        result = groups = None
+        result = groups = alone = None
         if nifti and spec.get("source_alone"):
             # No other series of the table is in or under source: convert it without
             # reading every header first. dcm2niix names each output by its series
@@ -453,7 +470,7 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
             if groups and strangers:
                 manifest["warnings"].append(f"{source} also holds {len(strangers)} image(s) of series not in the table: left out")
             elif not groups and result.returncode is not None:  # none named by our UID: take the exact path
-                result = None
+                alone, result = result, None
         scan = None
         if result is None:
             # Also the fallback when dcm2niix named no output by our UID (convert_alone).
@@ -461,6 +478,11 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
             if not scan.files:
                 raise SeriesFailed(absent_message(scan, uid, source))
         if nifti:
+            if result is None and alone is not None and scan.pure:
+                # The folder holds only this series: the first conversion's outputs
+                # are all its own, whatever dcm2niix named them by.
+                groups = outputs_of_one_series(scratch / "nii-alone")
+                result = alone if groups else None
             if result is None:
                 out = scratch / "nii"
                 out.mkdir()
