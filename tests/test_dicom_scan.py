@@ -258,7 +258,9 @@ def test_stack_values_compare_as_the_classifier_rounds_and_spells_them(tmp_path)
     loose = {"echo_time": "4.921", "image_type": "original\\primary\\p\\nd ", "image_orientation": "axial", "repetition_time": "500"}
     assert len(stack_files(files, loose).files) == 4
     assert len(stack_files(files, {"image_orientation": "Sagittal"}).files) == 0
-    assert len(stack_files(files, {"echo_time": "", "image_type": None}).files) == 16  # nothing given: all
+    assert len(stack_files(files, {"echo_time": "", "image_type": None, "flip_angle": float("nan")}).files) == 16  # nothing given: all
+    with pytest.raises(ValueError, match="echo_time 'short' is not a number"):
+        stack_files(files, {"echo_time": "short"})
 
 
 def test_a_stack_that_matches_nothing_says_what_the_files_hold(tmp_path):

@@ -449,8 +449,8 @@ def _wanted(stack: dict) -> dict:
     wanted: dict = {}
     for key in STACK_NUMBERS + STACK_TEXTS:
         value = stack.get(key)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            continue
+        if value is None or value != value or (isinstance(value, str) and not value.strip()):
+            continue  # not given (None, NaN from an empty table cell, blank)
         if key in STACK_NUMBERS:
             try:
                 wanted[key] = round(float(value), 2)
