@@ -80,7 +80,8 @@ def main() -> None:
         "# Header scan cost per file",
         "",
         f"{len(files)} real DICOM files ({SAMPLES.name}), CPU time per file, min of {args.repeats} interleaved repeats; "
-        f"Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs.",
+        f"Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs. "
+        "The machine may be shared: read the ratios, which share the run's load.",
         "",
         "| method | µs a file | × the 4 KiB read |",
         "|---|---:|---:|",

@@ -406,6 +406,7 @@ def test_a_lone_folder_whose_outputs_are_not_named_by_uid_is_converted_from_its_
     assert manifest["status"] == "exported", manifest
     assert "/nii/series" in manifest["dcm2niix_output"]  # the second, exact conversion ...
     assert "Found 16 DICOM file(s)" in manifest["dcm2niix_output"]  # ... of its own files only
+    assert any("also holds 3 file(s) of series not in the table" in w for w in manifest["warnings"])
     assert len(other.files) == 3
 
 

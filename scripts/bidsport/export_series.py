@@ -483,6 +483,8 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
                 # are all its own, whatever dcm2niix named them by.
                 groups = outputs_of_one_series(scratch / "nii-alone")
                 result = alone if groups else None
+            elif alone is not None and scan.others:
+                manifest["warnings"].append(f"{source} also holds {sum(scan.others.values())} file(s) of series not in the table: left out")
             if result is None:
                 out = scratch / "nii"
                 out.mkdir()
