@@ -25,7 +25,7 @@ from pathlib import Path
 
 from . import dcm2niix as d2n
 from . import bids_schema, images, naming, sidecars, stacks
-from .dicom_scan import Scan, scan_series
+from .dicom_scan import Scan, absent_message, scan_series, stack_files
 from .fsutil import write_if_changed
 
 NIFTI_EXTS = (".nii.gz", ".nii")
@@ -92,15 +92,37 @@ def collect_outputs(scratch: Path, filename: str = "series") -> dict[str, list[P
 
 def convert_alone(dcm2niix: str, source: Path, uid: str, out: Path, compress: bool, timeout: float | None):
     """Convert all of ``source`` with outputs named ``series_<SeriesInstanceUID>…``:
-    (result, this series' output groups, names of other series' images)."""
+    (result, this series' output groups, names of other series' images). Other
+    series' outputs are deleted; where none is named by our UID, all are kept.
+
+    dcm2niix's ``%j`` is not always the UID: for Siemens XA classic
+    ("interoperability") exports it is the SeriesTime, under which dcm2niix merges
+    the series such an export splits a run into. No group is then found, and the
+    caller takes the exact path (the series' own files, by header), reusing these
+    outputs where the folder turns out to hold only this series
+    (:func:`outputs_of_one_series`)."""
     out.mkdir(parents=True)
     prefix = f"series_{uid}"
     result = d2n.convert(dcm2niix, source, out, compress=compress, filename="series_%j", timeout=timeout)
+    groups = collect_outputs(out, prefix)
     strangers = sorted(p.name for p in out.iterdir() if p.name.endswith(NIFTI_EXTS) and not _named_for(p.name, prefix))
+    if groups:
+        for path in out.iterdir():
+            if not _named_for(path.name, prefix):
+                path.unlink()
+    return result, groups, strangers
+
+
+def outputs_of_one_series(out: Path) -> dict[str, list[Path]]:
+    """The output groups of a ``series_%j`` conversion whose images all carry the
+    same ``%j`` value (one series, named by something else than its UID); {} if
+    they carry several or none."""
+    values = set()
     for path in out.iterdir():
-        if not _named_for(path.name, prefix):
-            path.unlink()
-    return result, collect_outputs(out, prefix), strangers
+        ext = next((e for e in NIFTI_EXTS if path.name.endswith(e)), None)
+        if ext and path.name.startswith("series_"):
+            values.add(path.name[len("series_") : -len(ext)].split("_", 1)[0])
+    return collect_outputs(out, f"series_{values.pop()}") if len(values) == 1 else {}
 
 
 def _named_for(name: str, prefix: str) -> bool:
@@ -276,6 +298,43 @@ def listed_files(spec: dict) -> Scan:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise SeriesFailed(f"{len(missing)} of the {len(files)} listed DICOM file(s) of this stack are missing: {missing[0]}{more}")
     return Scan(files=files, pure=False)
+
+
+def stack_copy(spec: dict, files: list[str], warnings: list[str]) -> list[str]:
+    """The files of this row's stack, where the series has several and the table
+    says what this one holds (``spec["stack"]``): a DICOM copy holds only its own
+    stack. Multi-frame files that hold several stacks are copied with a warning."""
+    stack = spec.get("stack")
+    if int(spec.get("n_stacks") or 1) <= 1 or not stack:
+        return files
+    try:
+        picked = stack_files(files, stack)
+    except ValueError as exc:
+        raise SeriesFailed(f"stack {spec.get('stack_index', 0)}: {exc}") from None
+    if not picked.files and not picked.undecidable:
+        raise SeriesFailed(f"stack {spec.get('stack_index', 0)} of series {spec['series_instance_uid']}: {picked.note}")
+    if picked.note:
+        warnings.append(f"DICOM copy of stack {spec.get('stack_index', 0)}: {picked.note}" + (" (copied whole)" if picked.undecidable else ""))
+    keep = set(picked.files + picked.undecidable)
+    return [f for f in files if f in keep]
+
+
+def _is_split(spec: dict) -> bool:
+    """One stack of several, which the table describes (its columns pick its images)."""
+    return int(spec.get("n_stacks") or 1) > 1 and bool(spec.get("stack"))
+
+
+def _own_stack_files(spec: dict, files: list[str]) -> list[str] | None:
+    """This stack's files, where the headers tell them apart cleanly, so that dcm2niix
+    converts only them; None (convert the whole series, then pick the stack's outputs
+    by their sidecars) where they do not: multi-frame files, or no file matches."""
+    if not _is_split(spec):
+        return None
+    try:
+        picked = stack_files(files, spec["stack"])
+    except ValueError:
+        return None  # select_stack gives the clear error on the outputs
+    return picked.files if picked.files and not picked.undecidable else None
 
 
 def _file_list(files: list[str], scratch: Path) -> Path:
@@ -490,8 +549,8 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
         if nifti and not dcm2niix:
             raise SeriesFailed("no dcm2niix binary was given")
         uid = spec["series_instance_uid"]
-        result = groups = None
-        if nifti and spec.get("source_alone"):
+        result = groups = alone = None
+        if nifti and spec.get("source_alone") and not _is_split(spec):
             # No other series of the table is in or under source: convert it without
             # reading every header first. dcm2niix names each output by its series
             # UID (%j), so a series the table does not list is told apart and left out.
@@ -499,23 +558,33 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
             if groups and strangers:
                 manifest["warnings"].append(f"{source} also holds {len(strangers)} image(s) of series not in the table: left out")
             elif not groups and result.returncode is not None:  # none named by our UID: take the exact path
-                result = None
+                alone, result = result, None
         scan = None
         if result is None:
+            # Also the fallback when dcm2niix named no output by our UID (convert_alone).
             scan = listed_files(spec) if listed else scan_series(source, uid)
             if not scan.files:
-                raise SeriesFailed(f"no DICOM image of series {uid} under {source}")
+                raise SeriesFailed(absent_message(scan, uid, source))
             modality = _modality(scan.files[0])
             if modality and modality != "MR":
                 raise NotExported(f"not an MR image (Modality {modality}): never exported into an MRI dataset")
         if nifti:
+            if result is None and alone is not None and scan.pure:
+                # The folder holds only this series: the first conversion's outputs
+                # are all its own, whatever dcm2niix named them by.
+                groups = outputs_of_one_series(scratch / "nii-alone")
+                result = alone if groups else None
+            elif alone is not None and scan.others:
+                manifest["warnings"].append(f"{source} also holds {sum(scan.others.values())} file(s) of series not in the table: left out")
             if result is None:
                 out = scratch / "nii"
                 out.mkdir()
                 if listed:
                     convert_from = _file_list(scan.files, scratch)
                 else:
-                    convert_from = source if scan.pure else _symlink_folder(scan.files, scratch / "src")
+                    own = _own_stack_files(spec, scan.files)  # None: convert the whole series
+                    pure = scan.pure and own is None
+                    convert_from = source if pure else _symlink_folder(own or scan.files, scratch / "src")
                 result = d2n.convert(dcm2niix, convert_from, out, compress=(nifti == "nii.gz"), timeout=timeout)
                 groups = collect_outputs(out)
             manifest["dcm2niix_output"] = result.output[-4000:]
@@ -539,7 +608,8 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
             manifest["warnings"] += sidecar_warnings + direction_warnings(spec, moves)
         if copy_dicom:
             dcm_scratch = scratch / "dcm"
-            copy_files(scan.files, dcm_scratch, copy_method, copy_workers)
+            copy = scan.files if listed else stack_copy(spec, scan.files, manifest["warnings"])
+            copy_files(copy, dcm_scratch, copy_method, copy_workers)
         # Everything is ready in scratch: now, and only now, touch the dataset. The
         # ledger names what is about to be installed first, so that a job killed
         # half-way recognises these files as its own next time (not as foreign
