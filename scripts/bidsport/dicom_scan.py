@@ -24,7 +24,7 @@ simply not part of the series.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 FIRST_READ = 4096  # classic headers reach (0020,000E) well within this
@@ -45,6 +45,7 @@ _UID_CHARS = b"0123456789."
 class Scan:
     files: list[str]  # the series' own image files, sorted (str: no Path per file)
     pure: bool  # True when the folder holds nothing else that looks like DICOM
+    unreadable: list[str] = field(default_factory=list)  # files and folders that could not be read
 
 
 def _first_uid(head: bytes, tag: bytes, top_level_only: bool = False) -> str | None:
@@ -114,14 +115,17 @@ def _pydicom_uid(path: str | os.PathLike) -> tuple[str | None, str | None]:
         return None, None
 
 
-def walk_files(root: str | os.PathLike) -> list[str]:
+def walk_files(root: str | os.PathLike, unreadable: list[str] | None = None) -> list[str]:
     """Regular files (or links to files) under ``root``, sorted by name per folder,
     a folder's files before its subfolders'; symlinked folders are not followed
-    (loops). os.scandir: no stat call per file on filesystems that report types."""
+    (loops). os.scandir: no stat call per file on filesystems that report types.
+    Folders that cannot be listed are added to ``unreadable``."""
     out: list[str] = []
     try:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError:
+        if unreadable is not None:
+            unreadable.append(str(root))
         return out
     subdirs = []
     for entry in entries:
@@ -134,21 +138,38 @@ def walk_files(root: str | os.PathLike) -> list[str]:
         except OSError:
             continue
     for sub in subdirs:
-        out.extend(walk_files(sub))
+        out.extend(walk_files(sub, unreadable))
     return out
 
 
 def scan_series(source: Path, uid: str) -> Scan:
     """The image files of series ``uid`` under ``source`` (a folder or one file)."""
-    candidates = [str(source)] if source.is_file() else walk_files(source)
+    unreadable: list[str] = []
+    candidates = [str(source)] if source.is_file() else walk_files(source, unreadable)
     mine: list[str] = []
     others = 0
     for path in candidates:
         file_uid, sop = series_uid_of(path)
         if file_uid is None:
+            if not _readable(path):  # not "not DICOM": it could not be read at all
+                unreadable.append(path)
             continue
         if file_uid == uid and not (sop or "").startswith(NON_IMAGE_SOP_PREFIXES):
             mine.append(path)
         else:
             others += 1
-    return Scan(files=mine, pure=others == 0)
+    return Scan(files=mine, pure=others == 0, unreadable=unreadable)
+
+
+def _readable(path: str) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        os.read(fd, 1)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)

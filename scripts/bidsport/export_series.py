@@ -24,9 +24,9 @@ import traceback
 from pathlib import Path
 
 from . import dcm2niix as d2n
-from . import bids_schema, naming, probe, sidecars
+from . import bids_schema, faults, naming, probe, sidecars
 from .dicom_scan import Scan, scan_series
-from .fsutil import write_if_changed
+from .fsutil import folder_size, write_if_changed
 
 NIFTI_EXTS = (".nii.gz", ".nii")
 COMPANION_EXTS = (".json", ".bval", ".bvec")
@@ -204,7 +204,7 @@ def listed_files(spec: dict) -> Scan:
     missing = [f for f in files if not os.path.isfile(f)]
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-        raise SeriesFailed(f"{len(missing)} of the {len(files)} listed DICOM file(s) of this stack are missing: {missing[0]}{more}")
+        raise faults.MachineFault(f"source vanished: {len(missing)} of the {len(files)} listed DICOM file(s) of this stack are missing: {missing[0]}{more}")
     return Scan(files=files, pure=False)
 
 
@@ -411,8 +411,8 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
     source = Path(spec["source"])
     listed = "files" in spec  # exact files from the instances table / NILS database
     try:
-        if not listed and not source.exists():
-            raise SeriesFailed(f"source {source} does not exist")
+        if not listed and not source.exists():  # it did when the plan was made
+            raise faults.MachineFault(f"source vanished: {source} no longer exists (removed after planning?)")
         nifti = next((f for f in spec["formats"] if f in ("nii", "nii.gz")), None) if part == "nifti" else None
         copy_dicom = part == "dicom" and bool(spec.get("dicom_dir"))
         if part == "nifti" and not nifti or part == "dicom" and not copy_dicom:
@@ -433,6 +433,10 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
         scan = None
         if result is None:
             scan = listed_files(spec) if listed else scan_series(source, uid)
+            if scan.unreadable:
+                manifest["warnings"].append(unreadable_text(scan.unreadable, source))
+                if copy_dicom:  # a copy without them would pass for the whole series
+                    raise faults.MachineFault(f"source unreadable: {unreadable_text(scan.unreadable, source)}")
             if not scan.files:
                 raise SeriesFailed(f"no DICOM image of series {uid} under {source}")
         if nifti:
@@ -449,6 +453,8 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
             if result.returncode is None:
                 raise SeriesFailed(f"dcm2niix timed out after {timeout:g} s")
             if not groups:
+                if result.returncode != 0 and _short_of_space(scratch, source):
+                    raise faults.MachineFault(faults.disk_full(output_dir))
                 raise SeriesFailed(f"dcm2niix wrote no image for this series (exit {result.returncode}): {result.message}")
             if result.returncode not in (0,):
                 # dcm2niix exits non-zero for partial problems too; its images still count,
@@ -479,19 +485,38 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
         manifest["status"] = "skipped" if installer.skipped and len(installer.skipped) == len(installer.installed) else "exported"
         if installer.skipped:
             manifest["warnings"].append(f"kept {len(installer.skipped)} existing file(s) (overwrite: skip)")
-    except SeriesFailed as exc:
+    except (SeriesFailed, faults.MachineFault) as exc:
         manifest["message"] = str(exc)
     except Exception as exc:  # noqa: BLE001 - one series must never stop the others
-        manifest["message"] = f"{type(exc).__name__}: {exc}"
-        manifest["traceback"] = traceback.format_exc()
+        fault = faults.describe(exc, output_dir) if isinstance(exc, OSError) else None
+        if fault:  # the machine's fault: one line, no traceback
+            manifest["message"] = fault
+        else:  # bidsport's own: the traceback goes to the series log (run_job)
+            manifest["message"] = f"{type(exc).__name__}: {exc}"
+            manifest["traceback"] = traceback.format_exc()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     manifest["files"] = installer.installed
     manifest["seconds"] = round(time.monotonic() - started, 3)
     if installer.installed or manifest["status"] != "failed":
         ledger = {"key": key, "files": [f for f in installer.installed if f["status"] == "exported"] + _kept(previous, installer)}
-        write_if_changed(ledger_path(output_dir, key, part), json.dumps(ledger, indent=1) + "\n")
+        try:
+            write_if_changed(ledger_path(output_dir, key, part), json.dumps(ledger, indent=1) + "\n")
+        except OSError as exc:  # the files are in place; the next run re-checks them
+            manifest["status"], manifest["message"] = "failed", faults.describe(exc, output_dir) or str(exc)
     return manifest
+
+
+def _short_of_space(scratch: Path, source: Path) -> bool:
+    """Whether a failed conversion is best explained by a full disk: less room left
+    than the series' sources take (dcm2niix deletes what it could not finish)."""
+    free = faults.free_space(scratch)
+    return free is not None and free < max(folder_size(source), 1 << 20)
+
+
+def unreadable_text(paths: list[str], source: Path) -> str:
+    more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
+    return f"{len(paths)} file(s) or folder(s) under {source} could not be read: {', '.join(paths[:3])}{more}"
 
 
 def _announce(output_dir: Path, key: str, part: str, previous: dict | None, paths: list[str]) -> None:
@@ -526,15 +551,25 @@ def run_job(spec_path: Path, part: str, manifest_path: Path, output_dir: Path, l
         copy_workers=int(os.environ.get("BIDSPORT_COPY_WORKERS", "4")),
         timeout=float(os.environ.get("BIDSPORT_TIMEOUT", "0")) or None,
     )
-    manifest_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = manifest_path.with_name(f".{manifest_path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, manifest_path)
     line = f"{spec['key']} {spec['stem']}: {manifest['status']}"
     if manifest["message"]:
         line += f": {manifest['message']}"
+    if manifest.get("traceback"):  # a bug of bidsport: kept here until the series succeeds
+        line += "\n" + manifest["traceback"]
     if manifest.get("dcm2niix_output"):
         line += "\n" + manifest["dcm2niix_output"]
-    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(log_path).write_text(line + "\n", encoding="utf-8")
+    try:
+        manifest_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = manifest_path.with_name(f".{manifest_path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+            os.replace(tmp, manifest_path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(log_path).write_text(line + "\n", encoding="utf-8")
+    except OSError as exc:  # not even the manifest fits: say why in one line
+        raise faults.MachineFault(faults.describe(exc, output_dir) or f"cannot record series {spec['key']}: {exc}") from None
+    if manifest.get("traceback") and faults.strict():
+        raise RuntimeError(f"bidsport bug in series {spec['key']} ({faults.STRICT_ENV}=1): {manifest['message']}\n{manifest['traceback']}")
     return manifest
