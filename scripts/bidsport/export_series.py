@@ -15,6 +15,7 @@ rule ``copy_series``): one DAG node each, sharing one spec.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -472,6 +473,7 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
         # ledger names what is about to be installed first, so that a job killed
         # half-way recognises these files as its own next time (not as foreign
         # files that `overwrite: skip` must keep).
+        faults.check_room(scratch, output_dir)  # else the full disk would stop the series still to run
         about_to_install = ([rel for _, rel in moves] if nifti else []) + ([spec["dicom_dir"]] if copy_dicom else [])
         _announce(output_dir, key, part, previous, about_to_install)
         if nifti:
@@ -511,7 +513,7 @@ def _short_of_space(scratch: Path, source: Path) -> bool:
     """Whether a failed conversion is best explained by a full disk: less room left
     than the series' sources take (dcm2niix deletes what it could not finish)."""
     free = faults.free_space(scratch)
-    return free is not None and free < max(folder_size(source), 1 << 20)
+    return free is not None and free < max(folder_size(source), faults.RECORD_MARGIN)
 
 
 def unreadable_text(paths: list[str], source: Path) -> str:
@@ -530,6 +532,22 @@ def _kept(previous: dict | None, installer: Installer) -> list[dict]:
     """Previous files of ours that a skip left in place stay in the ledger."""
     exported = {f["path"] for f in installer.installed if f["status"] == "exported"}
     return [f for f in (previous or {}).get("files", []) if f["path"] in installer.skipped and f["path"] not in exported]
+
+
+RECORD_ATTEMPTS = 6
+
+
+def _record(manifest: dict, manifest_path: Path, line: str, log_path: Path) -> None:
+    """Write the manifest atomically, then the series log."""
+    manifest_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = manifest_path.with_name(f".{manifest_path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, manifest_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.write_text(line + "\n", encoding="utf-8")
 
 
 def run_job(spec_path: Path, part: str, manifest_path: Path, output_dir: Path, log_path: Path) -> dict:
@@ -558,18 +576,15 @@ def run_job(spec_path: Path, part: str, manifest_path: Path, output_dir: Path, l
         line += "\n" + manifest["traceback"]
     if manifest.get("dcm2niix_output"):
         line += "\n" + manifest["dcm2niix_output"]
-    try:
-        manifest_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = manifest_path.with_name(f".{manifest_path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    for attempt in range(RECORD_ATTEMPTS):
         try:
-            tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-            os.replace(tmp, manifest_path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(log_path).write_text(line + "\n", encoding="utf-8")
-    except OSError as exc:  # not even the manifest fits: say why in one line
-        raise faults.MachineFault(faults.describe(exc, output_dir) or f"cannot record series {spec['key']}: {exc}") from None
+            _record(manifest, manifest_path, line, Path(log_path))
+            break
+        except OSError as exc:
+            # A full disk: other jobs free their scratch as they fail; else say why in one line.
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or attempt == RECORD_ATTEMPTS - 1:
+                raise faults.MachineFault(faults.describe(exc, output_dir) or f"cannot record series {spec['key']}: {exc}") from None
+            time.sleep(0.2 * (attempt + 1))
     if manifest.get("traceback") and faults.strict():
         raise RuntimeError(f"bidsport bug in series {spec['key']} ({faults.STRICT_ENV}=1): {manifest['message']}\n{manifest['traceback']}")
     return manifest

@@ -23,6 +23,11 @@ KINDS = {
     "source unreadable": "make the source files readable and re-run",
 }
 STRICT_ENV = "BIDSPORT_STRICT"
+# A series is installed only while this much stays free on the output's disk: the
+# room every other series needs to record its outcome (manifest, log) and the
+# dataset step its report, so a full disk fails series one by one, in one line
+# each, and never stops the run.
+RECORD_MARGIN = 2 << 20
 
 
 class MachineFault(RuntimeError):
@@ -53,11 +58,19 @@ def free_space(path: Path) -> int | None:
     return None
 
 
-def disk_full(output_dir: Path, quota: bool = False) -> str:
-    free = free_space(output_dir)
+def check_room(scratch: Path, output_dir: Path) -> None:
+    """Raise the disk-full fault when the output's disk is down to its last
+    ``RECORD_MARGIN`` (called with the series ready in scratch, before installing)."""
+    free = free_space(scratch)
+    if free is not None and free < RECORD_MARGIN:
+        raise MachineFault(disk_full(output_dir, free))
+
+
+def disk_full(output_dir: Path, free: int | None = None, quota: bool = False) -> str:
+    free = free_space(output_dir) if free is None else free
     shown = "unknown" if free is None else human_size(free)
     label = "quota exceeded" if quota else "disk full"
-    return f"{label}: no space left to write to {output_dir} ({shown} free)"
+    return f"{label}: no room left to write to {output_dir} ({shown} free)"
 
 
 def _within(path: str | None, root: Path) -> bool:
