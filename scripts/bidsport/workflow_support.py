@@ -205,14 +205,9 @@ def space_warning(plan_tsv: str | os.PathLike, state: Path, copy_method: str = "
     """A one-line warning when the output's filesystem has clearly too little room."""
     if not Path(plan_tsv).exists():
         return None
-    import shutil
-
     needed = space_needed(plan_tsv, state, copy_method)
-    try:
-        free = shutil.disk_usage(Path(state).parent).free
-    except OSError:
-        return None
-    if needed <= free:
+    free = faults.free_space(Path(state).parent)
+    if free is None or needed <= free:
         return None
     return (f"bidsport: warning: {Path(state).parent} has {faults.human_size(free)} free, but this export needs about "
             f"{faults.human_size(needed)} (source sizes × formats): free space first, or series will fail with 'disk full'")  # fmt: skip
