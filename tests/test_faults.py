@@ -177,7 +177,7 @@ def test_space_warning_says_how_much_is_needed(tmp_path):
     plan = tmp_path / "plan.tsv"
     plan.write_text("key\tformats\tsource\n" + "".join(f"s{i:016x}\tnii,dcm\t{source}\n" for i in range(40)))
     assert space_warning(plan, tmp_path / "out" / ".bidsport") is None  # the disk holding tmp has room
-    with small_filesystem(tmp_path / "small", size * 20) as small:  # 40 series × (nii + dcm) need ~80 × size
+    with small_filesystem(tmp_path / "small", faults.RECORD_MARGIN + size * 20) as small:  # 40 series × (nii + dcm) need ~80 × size
         warning = space_warning(plan, small / "out" / ".bidsport")
-    needed = faults.human_size(int(40 * size * 2.0))
+    needed = faults.human_size(int(40 * size * 2.0) + faults.RECORD_MARGIN)
     assert warning and warning.startswith(f"bidsport: warning: {small / 'out'} has ") and f"needs about {needed} (source sizes × formats)" in warning

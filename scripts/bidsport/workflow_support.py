@@ -206,6 +206,8 @@ def space_warning(plan_tsv: str | os.PathLike, state: Path, copy_method: str = "
     if not Path(plan_tsv).exists():
         return None
     needed = space_needed(plan_tsv, state, copy_method)
+    if needed:  # the series jobs keep this much free for the run's records
+        needed += faults.RECORD_MARGIN
     free = faults.free_space(Path(state).parent)
     if free is None or needed <= free:
         return None
