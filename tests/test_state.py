@@ -37,7 +37,7 @@ def checksums(root: Path) -> dict[str, str]:
 def ran(proc: subprocess.CompletedProcess) -> dict[str, int]:
     """Jobs a run (or dry run) lists, by rule; grouped jobs (QC) are indented."""
     counts: dict[str, int] = {}
-    for m in re.finditer(r"^\s*(?:local)?(?:rule|checkpoint) (\w+):", proc.stdout + proc.stderr, re.M):
+    for m in re.finditer(r"^\s*(?:local)?(?:rule|checkpoint) (\w+):", proc.stdout + proc.stderr, re.MULTILINE):
         counts[m.group(1)] = counts.get(m.group(1), 0) + 1
     counts.pop("all", None)
     return counts
@@ -46,7 +46,7 @@ def ran(proc: subprocess.CompletedProcess) -> dict[str, int]:
 @pytest.fixture
 def cohort(tmp_path):
     table = small_cohort(tmp_path / "in")
-    values = dict(series_table=str(table), dicom_root=str(tmp_path / "in" / "dicom"), output_dir="out")
+    values = {"series_table": str(table), "dicom_root": str(tmp_path / "in" / "dicom"), "output_dir": "out"}
     return tmp_path, table, values
 
 
