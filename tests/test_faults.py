@@ -8,6 +8,7 @@ import errno
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -181,3 +182,15 @@ def test_space_warning_says_how_much_is_needed(tmp_path):
         warning = space_warning(plan, small / "out" / ".bidsport")
     needed = faults.human_size(int(40 * size * 2.0) + faults.RECORD_MARGIN)
     assert warning and warning.startswith(f"bidsport: warning: {small / 'out'} has ") and f"needs about {needed} (source sizes × formats)" in warning
+
+
+def test_a_read_only_output_fails_the_series_in_one_line(tmp_path):
+    from bidsport.export_series import export
+
+    source, uid = _series(tmp_path / "in")
+    with small_filesystem(tmp_path / "ro", 1 << 20) as folder:
+        subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+        spec = json.loads(_copy_spec(tmp_path, source, uid).read_text())
+        manifest = export(spec, "dicom", folder / "out", dcm2niix=None, copy_method="copy", copy_workers=1, timeout=None)
+    assert manifest["status"] == "failed" and "traceback" not in manifest
+    assert manifest["message"] == f"output read-only: cannot write to {folder / 'out'} (read-only filesystem)"

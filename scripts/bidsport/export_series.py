@@ -404,7 +404,6 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
     # pid and thread: jobs run as threads of one Snakemake process, or as processes
     scratch = output_dir / STATE_DIR / "tmp" / f"{key}.{part}.{os.getpid()}.{threading.get_ident()}"
     shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
     previous = _read_json(ledger_path(output_dir, key, part))
     installer = Installer(output_dir, key, spec.get("overwrite", "skip"), previous)
     manifest = {"key": key, "part": part, "status": "failed", "files": [], "message": "", "warnings": [], "seconds": 0.0}
@@ -412,6 +411,7 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
     source = Path(spec["source"])
     listed = "files" in spec  # exact files from the instances table / NILS database
     try:
+        scratch.mkdir(parents=True)  # a read-only or full output fails here: the series, in one line
         if not listed and not source.exists():  # it did when the plan was made
             raise faults.MachineFault(f"source vanished: {source} no longer exists (removed after planning?)")
         nifti = next((f for f in spec["formats"] if f in ("nii", "nii.gz")), None) if part == "nifti" else None
