@@ -46,6 +46,7 @@ BIDS_TREE = CFG["layout"] == "bids" and settings.wants_nifti(CFG)
 # Never write under the sources. The output lock is taken by onstart (below): only
 # a real run holds it; a dry run, --report, --lint or --unlock writes nothing.
 safety.check_output_location(OUT, Path(CFG["dicom_root"]))
+safety.check_output_writable(OUT)
 
 # nils_database_url: read the cohort once, here in the main process (never in cluster
 # job steps), into snapshot tables under code/bidsport/ that the checkpoint takes as
