@@ -9,8 +9,11 @@ rule ``copy_series``): one DAG node each, sharing one spec.
 * Never writes under the source folder; never writes outside ``OUTPUT_DIR``.
 * Always ends by writing the manifest (status ``exported``, ``skipped`` or
   ``failed`` with the reason), so one bad series never stops the others and the
-  export report can account for it. A failed manifest is withdrawn at the next run
-  (see ``workflow/rules/common.smk``), so the series is retried.
+  export report can account for it. The next run marks the job of a failed
+  manifest forced (``workflow_support.force_if_stale``), so the series is retried.
+* Faults of the machine (full disk, vanished source ...) fail the series in one
+  line (:mod:`bidsport.faults`); bidsport's own bugs keep their traceback in the
+  series log.
 """
 
 from __future__ import annotations

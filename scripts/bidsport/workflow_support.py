@@ -283,8 +283,8 @@ def finish_run(report: Path) -> None:
     The series jobs themselves succeed (failure isolation: one bad series never
     stops the others), so the verdict comes from the report the dataset step wrote.
     Raising here makes Snakemake print the message and exit 1 after releasing its
-    locks; the failed series' manifests are withdrawn at the next run, so only they
-    are retried. (This replaces a separate ``export_status`` job: one job less.)
+    locks; the next run marks the failed series' jobs forced, so only they are
+    retried. (This replaces a separate ``export_status`` job: one job less.)
     """
     if not Path(report).exists():
         return
