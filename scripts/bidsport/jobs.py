@@ -35,6 +35,8 @@ def plan_job(settings: dict, plan_tsv: str, excluded_tsv: str, log_path: str) ->
     cfg = resolve_paths(settings)
     with open(log_path, "w", encoding="utf-8") as log:
         try:
+            if cfg.get("nils_cohort"):  # the cohort read at parse time: the tables planned from
+                print(f"database snapshot: {nils_db.write_staged(cfg['output_dir'])} table(s) rewritten", file=log)
             series = table.load_series_table(cfg["series_table"], cfg["dicom_root"], lenient=cfg.get("lenient", False))
             identifiers = table.load_identifiers_table(cfg.get("subject_identifiers_table"))
             instances = table.load_instances_table(cfg.get("instances_table"), cfg["dicom_root"])

@@ -61,17 +61,24 @@ def clean_token(cfg: dict) -> str | None:
     return str(time.time_ns())
 
 
+def _user_tables(cfg: dict, keys: tuple[str, ...]) -> list[str]:
+    """The tables of ``keys`` the user gives: a NILS database snapshot is the plan
+    job's own output (written by it, and the plan forced when it changes)."""
+    from .settings import DATABASE_TABLE_KEYS
+
+    skip = DATABASE_TABLE_KEYS if cfg.get("nils_database_url") else ()
+    return [cfg[k] for k in keys if cfg.get(k) and k not in skip]
+
+
 def table_inputs(cfg: dict) -> list[str]:
     """Tables the planning checkpoint reads (an edit re-plans; specs change only if names do)."""
-    keys = ("series_table", "instances_table", "subjects_table", "subject_identifiers_table", "fieldmap_links_table")
-    return [cfg[k] for k in keys if cfg.get(k)]
+    return _user_tables(cfg, ("series_table", "instances_table", "subjects_table", "subject_identifiers_table", "fieldmap_links_table"))
 
 
 def dataset_tables(cfg: dict) -> list[str]:
     """Tables the dataset step reads (an edit re-runs it): participants come from the
     subjects table and, where the series table has ``age_at_study``, from it."""
-    keys = ("fieldmap_links_table", "sessions_table", "subjects_table", "series_table")
-    return [cfg[k] for k in keys if cfg.get(k)]
+    return _user_tables(cfg, ("fieldmap_links_table", "sessions_table", "subjects_table", "series_table"))
 
 
 def dataset_outputs(cfg: dict, out: Path) -> list[str]:
@@ -141,6 +148,15 @@ def manifest_paths(plan_tsv: str | os.PathLike, state: Path) -> list[str]:
     return [str(Path(state) / "done" / f"{key}.{part}.json") for key, part in read_plan_parts(plan_tsv)]
 
 
+def force(workflow, output: str | os.PathLike) -> bool:
+    """Mark the job writing ``output`` forced in the DAG being built (main process only)."""
+    dag = getattr(workflow, "dag", None)
+    if not workflow.is_main_process or dag is None:
+        return False
+    dag.forcefiles.add(str(output))
+    return True
+
+
 def force_if_stale(workflow, manifest: str | os.PathLike, output_dir: Path) -> bool:
     """Make Snakemake re-run the job of a manifest whose claim is false (an input
     function calls this while the DAG is built); True if it was marked.
@@ -152,27 +168,21 @@ def force_if_stale(workflow, manifest: str | os.PathLike, output_dir: Path) -> b
     redoes, and the real run rewrites the manifest. Only the main process decides:
     a cluster job step runs the jobs it was given.
     """
-    dag = getattr(workflow, "dag", None)
-    if not workflow.is_main_process or dag is None:
+    if not workflow.is_main_process or not Path(manifest).exists():
         return False
-    if not Path(manifest).exists() or manifest_is_current(Path(manifest), Path(output_dir)):
-        return False  # a missing manifest re-runs anyway (missing output)
-    dag.forcefiles.add(str(manifest))
-    return True
+    if manifest_is_current(Path(manifest), Path(output_dir)):
+        return False
+    return force(workflow, manifest)  # (a missing manifest re-runs anyway: missing output)
 
 
 def force_if_changed(workflow, ledger: str | os.PathLike, output_dir: Path, output: str | os.PathLike) -> bool:
     """Make Snakemake re-run the dataset step (the job writing ``output``) when a
-    file it wrote was deleted or changed since (``dataset.check_ledger``)."""
+    file it wrote was deleted or changed since (``dataset.ledger_is_current``)."""
     from .dataset import ledger_is_current
 
-    dag = getattr(workflow, "dag", None)
-    if not workflow.is_main_process or dag is None or not Path(output).exists():
+    if not workflow.is_main_process or not Path(output).exists() or ledger_is_current(Path(ledger), Path(output_dir)):
         return False
-    if ledger_is_current(Path(ledger), Path(output_dir)):
-        return False
-    dag.forcefiles.add(str(output))
-    return True
+    return force(workflow, output)
 
 
 # Bytes written per source byte, by format (a DICOM copy is the same size; NIfTI

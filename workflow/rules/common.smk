@@ -49,12 +49,13 @@ safety.check_output_location(OUT, Path(CFG["dicom_root"]))
 safety.check_output_writable(OUT)
 
 # nils_database_url: read the cohort once, here in the main process (never in cluster
-# job steps), into snapshot tables under code/bidsport/ that the checkpoint takes as
-# inputs; they are rewritten only when the database changed, so nothing else re-runs.
+# job steps); the plan job of a real run writes it as snapshot tables under
+# code/bidsport/ (rewritten only when the database changed), and is forced when it did.
+NILS_CHANGED = False
 if CFG["nils_database_url"] and workflow.is_main_process:
     from bidsport import nils_db
 
-    nils_db.write_snapshot(CFG)
+    NILS_CHANGED = nils_db.stage_snapshot(CFG)
 
 # One clear error before any job runs if dcm2niix is missing or broken; the
 # resolved binary reaches the jobs through the environment (not a tracked param,
@@ -83,6 +84,13 @@ def series_spec(part):
         return str(STATE / "specs" / f"{wildcards.key}.json")
 
     return spec
+
+
+def plan_inputs(wildcards):
+    """The tables the plan reads; a changed database snapshot forces the plan."""
+    if NILS_CHANGED:
+        workflow_support.force(workflow, CODE / "plan.tsv")
+    return workflow_support.table_inputs(CFG)
 
 
 def series_manifests(wildcards):

@@ -3,7 +3,7 @@
 
 checkpoint plan:
     input:
-        workflow_support.table_inputs(CFG),
+        plan_inputs,
     output:
         plan=CODE / "plan.tsv",
         excluded=STATE / "excluded.tsv",
