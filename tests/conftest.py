@@ -1,5 +1,10 @@
+import os
 import sys
 from pathlib import Path
+
+# bidsport's own exceptions (bugs) fail loudly in tests, in-process and in every
+# workflow the tests start, instead of failing only their series.
+os.environ["BIDSPORT_STRICT"] = "1"
 
 # The bidsport package lives in scripts/ (installed editable by .ci/run; this
 # keeps the tests working from a plain checkout too).

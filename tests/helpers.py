@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,3 +164,17 @@ def synthetic_session(root: Path) -> DataSource:
             }
         )
     return DataSource("synthetic", root, tuple(rows), "SYN-01", "sub-SYN01_ses-20240115")
+
+
+@contextmanager
+def small_filesystem(folder: Path, size: int):
+    """A tmpfs of ``size`` bytes mounted on ``folder`` for the block (skips, with the
+    reason, where mounting is not allowed); ``mount -o remount`` grows it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a small filesystem (tmpfs) for this test: {proc.stderr.strip() or proc.returncode}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True, check=False)

@@ -148,7 +148,7 @@ def test_deleted_file_is_restored_exactly(cohort):
     (out / victim).unlink()
     dry = run_workflow(work, cfg, "-n")
     text = dry.stdout + dry.stderr
-    assert jobs_in_dry_run(text).get("convert_series") == 1 and "Missing output files" in text
+    assert jobs_in_dry_run(text).get("convert_series") == 1 and "reason: Forced execution" in text  # its manifest stays; the job is marked forced
     run_workflow(work, cfg)
     after = snapshot(out)
     assert gzip.decompress((out / victim).read_bytes()) == gzip.decompress(content)

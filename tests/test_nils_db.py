@@ -218,6 +218,11 @@ def test_reclassified_stack_reruns_only_that_stack(db_export, nils):
     before = snapshot(out)
     with nils.admin("nils") as conn:
         conn.execute("UPDATE series_classification_cache SET base = 'T2w' WHERE series_instance_uid = %s", (CS_DL_UID,))
+    # A preview of the changed database writes nothing (not even the snapshot) and shows the plan re-made.
+    state = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    dry = run_workflow(db_export["work"], db_export["cfg"], "-n", env=nils.env)
+    assert "checkpoint plan:" in dry.stdout and "reason: Forced execution" in dry.stdout
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == state
     proc = run_workflow(db_export["work"], db_export["cfg"], "--printshellcmds", env=nils.env)
     assert jobs_in_dry_run(proc.stdout + proc.stderr).get("convert_series") == 1
     after = snapshot(out)

@@ -150,6 +150,7 @@ def finalize(
     dcm2niix_version: str,
     subjects: pd.DataFrame | None,
     ages: dict[tuple[str, str], str] | None = None,
+    state_ledger: Path | None = None,
 ) -> dict:
     """Write every dataset-level file; return summary counts.
 
@@ -238,7 +239,56 @@ def finalize(
         if not readme.exists() and not (output_dir / "README.md").exists():
             write_if_changed(readme, _readme(cfg))
     write_if_changed(report_tsv, _tsv(report_rows, REPORT_COLUMNS))
+    if state_ledger is not None:  # what this step wrote (.bidsport/dataset_files.json)
+        write_ledger(state_ledger, output_dir, dataset_files if bids_tree else [])
     return counts
+
+
+# --------------------------------------------------------------------------- ledger
+# What the dataset step wrote, with each file's (size, mtime): a file deleted or
+# changed since makes the next run re-run the step (workflow_support.force_if_changed),
+# so every dataset-level file comes back, the ones no rule can declare (per-session
+# scans.tsv, sessions.tsv) and the fieldmap links it writes into sidecars included.
+# Declared outputs of the rule (Snakemake re-runs the step when one is missing and
+# sets their mtimes itself): not in the ledger. The rest is written only sometimes.
+DECLARED_OUTPUTS = ("dataset_description.json", "participants.tsv", "participants.json", ".bidsignore")
+UNDECLARED_TOP_LEVEL = ("sessions.json",)
+README_NAMES = ("README", "README.md")  # the user may edit or replace ours: only its presence is checked
+
+
+def _sig(path: Path) -> list[int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def owned_files(output_dir: Path, series_files: list[str]) -> list[str]:
+    """Dataset-level files the step owns now, and the sidecars whose fieldmap keys it writes."""
+    found = [n for n in UNDECLARED_TOP_LEVEL if (output_dir / n).is_file()]
+    for pattern in ("sub-*/sub-*_sessions.tsv", "sub-*/sub-*_scans.tsv", "sub-*/ses-*/sub-*_scans.tsv"):
+        found += sorted(str(p.relative_to(output_dir)) for p in output_dir.glob(pattern))
+    found += [_sidecar_of(f) for f in series_files if f.endswith(NIFTI_EXTS) and is_raw_file(f)]
+    return found
+
+
+def write_ledger(ledger: Path, output_dir: Path, series_files: list[str]) -> None:
+    files = {rel: _sig(output_dir / rel) for rel in owned_files(output_dir, series_files)} if series_files else {}
+    files = {rel: sig for rel, sig in files.items() if sig}
+    data = {"files": files, "readme": any((output_dir / n).exists() for n in README_NAMES) and bool(series_files)}
+    write_if_changed(ledger, json.dumps(data, indent=0) + "\n")
+
+
+def ledger_is_current(ledger: Path, output_dir: Path) -> bool:
+    """Every file the dataset step wrote is still there, as it wrote it."""
+    try:
+        data = json.loads(ledger.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if data.get("readme") and not any((output_dir / n).exists() for n in README_NAMES):
+        return False
+    return all(_sig(output_dir / rel) == sig for rel, sig in data.get("files", {}).items())
 
 
 def _write_dataset_description(output_dir: Path, cfg: dict, dcm2niix_version: str) -> None:

@@ -69,6 +69,7 @@ class Scan:
     # files of this series are non-image objects (reports, raw data).
     others: dict[str, int] = field(default_factory=dict)
     non_image: int = 0
+    unreadable: list[str] = field(default_factory=list)  # files and folders that could not be read
 
 
 class _Malformed(Exception):
@@ -315,14 +316,17 @@ def _pydicom_uid(path: str | os.PathLike) -> tuple[str | None, str | None]:
         return None, None
 
 
-def walk_files(root: str | os.PathLike) -> list[str]:
+def walk_files(root: str | os.PathLike, unreadable: list[str] | None = None) -> list[str]:
     """Regular files (or links to files) under ``root``, sorted by name per folder,
     a folder's files before its subfolders'; symlinked folders are not followed
-    (loops). os.scandir: no stat call per file on filesystems that report types."""
+    (loops). os.scandir: no stat call per file on filesystems that report types.
+    Folders that cannot be listed are added to ``unreadable``."""
     out: list[str] = []
     try:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError:
+        if unreadable is not None:
+            unreadable.append(str(root))
         return out
     subdirs = []
     for entry in entries:
@@ -335,19 +339,22 @@ def walk_files(root: str | os.PathLike) -> list[str]:
         except OSError:
             continue
     for sub in subdirs:
-        out.extend(walk_files(sub))
+        out.extend(walk_files(sub, unreadable))
     return out
 
 
 def scan_series(source: Path, uid: str) -> Scan:
     """The image files of series ``uid`` under ``source`` (a folder or one file)."""
-    candidates = [str(source)] if source.is_file() else walk_files(source)
+    unreadable: list[str] = []
+    candidates = [str(source)] if source.is_file() else walk_files(source, unreadable)
     mine: list[str] = []
     others: dict[str, int] = {}
     non_image = 0
     for path in candidates:
         file_uid, sop = series_uid_of(path)
         if file_uid is None:
+            if not _readable(path):  # not "not DICOM": it could not be read at all
+                unreadable.append(path)
             continue
         if file_uid != uid:
             others[file_uid] = others.get(file_uid, 0) + 1
@@ -355,7 +362,7 @@ def scan_series(source: Path, uid: str) -> Scan:
             non_image += 1
         else:
             mine.append(path)
-    return Scan(files=mine, pure=not others and not non_image, others=others, non_image=non_image)
+    return Scan(files=mine, pure=not others and not non_image, others=others, non_image=non_image, unreadable=unreadable)
 
 
 def absent_message(scan: Scan, uid: str, source: Path) -> str:
@@ -633,3 +640,17 @@ def _count(value) -> int | None:
 
 def _shown_wanted(wanted: dict) -> str:
     return ", ".join(f"{key} {_shown(value)}" for key, value in wanted.items())
+
+
+def _readable(path: str) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        os.read(fd, 1)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)

@@ -9,12 +9,16 @@ rule ``copy_series``): one DAG node each, sharing one spec.
 * Never writes under the source folder; never writes outside ``OUTPUT_DIR``.
 * Always ends by writing the manifest (status ``exported``, ``skipped`` or
   ``failed`` with the reason), so one bad series never stops the others and the
-  export report can account for it. A failed manifest is withdrawn at the next run
-  (see ``workflow/rules/common.smk``), so the series is retried.
+  export report can account for it. The next run marks the job of a failed
+  manifest forced (``workflow_support.force_if_stale``), so the series is retried.
+* Faults of the machine (full disk, vanished source ...) fail the series in one
+  line (:mod:`bidsport.faults`); bidsport's own bugs keep their traceback in the
+  series log.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -24,9 +28,9 @@ import traceback
 from pathlib import Path
 
 from . import dcm2niix as d2n
-from . import bids_schema, images, naming, sidecars, stacks
+from . import bids_schema, faults, images, naming, sidecars, stacks
 from .dicom_scan import Scan, absent_message, scan_series, stack_files
-from .fsutil import write_if_changed
+from .fsutil import folder_size, write_if_changed
 
 NIFTI_EXTS = (".nii.gz", ".nii")
 COMPANION_EXTS = (".json", ".bval", ".bvec")
@@ -296,7 +300,7 @@ def listed_files(spec: dict) -> Scan:
     missing = [f for f in files if not os.path.isfile(f)]
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-        raise SeriesFailed(f"{len(missing)} of the {len(files)} listed DICOM file(s) of this stack are missing: {missing[0]}{more}")
+        raise faults.MachineFault(f"source vanished: {len(missing)} of the {len(files)} listed DICOM file(s) of this stack are missing: {missing[0]}{more}")
     return Scan(files=files, pure=False)
 
 
@@ -532,7 +536,6 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
     # pid and thread: jobs run as threads of one Snakemake process, or as processes
     scratch = output_dir / STATE_DIR / "tmp" / f"{key}.{part}.{os.getpid()}.{threading.get_ident()}"
     shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
     previous = _read_json(ledger_path(output_dir, key, part))
     installer = Installer(output_dir, key, spec.get("overwrite", "skip"), previous)
     manifest = {"key": key, "part": part, "status": "failed", "files": [], "message": "", "warnings": [], "seconds": 0.0}
@@ -540,8 +543,9 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
     source = Path(spec["source"])
     listed = "files" in spec  # exact files from the instances table / NILS database
     try:
-        if not listed and not source.exists():
-            raise SeriesFailed(f"source {source} does not exist")
+        scratch.mkdir(parents=True)  # a read-only or full output fails here: the series, in one line
+        if not listed and not source.exists():  # it did when the plan was made
+            raise faults.MachineFault(f"source vanished: {source} no longer exists (removed after planning?)")
         nifti = next((f for f in spec["formats"] if f in ("nii", "nii.gz")), None) if part == "nifti" else None
         copy_dicom = part == "dicom" and bool(spec.get("dicom_dir"))
         if part == "nifti" and not nifti or part == "dicom" and not copy_dicom:
@@ -563,6 +567,10 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
         if result is None:
             # Also the fallback when dcm2niix named no output by our UID (convert_alone).
             scan = listed_files(spec) if listed else scan_series(source, uid)
+            if scan.unreadable:
+                manifest["warnings"].append(unreadable_text(scan.unreadable, source))
+                if copy_dicom:  # a copy without them would pass for the whole series
+                    raise faults.MachineFault(f"source unreadable: {unreadable_text(scan.unreadable, source)}")
             if not scan.files:
                 raise SeriesFailed(absent_message(scan, uid, source))
             modality = _modality(scan.files[0])
@@ -591,6 +599,8 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
             if result.returncode is None:
                 raise SeriesFailed(f"dcm2niix timed out after {timeout:g} s")
             if not groups:
+                if result.returncode != 0 and _short_of_space(scratch, source):
+                    raise faults.MachineFault(faults.disk_full(output_dir))
                 raise SeriesFailed(f"dcm2niix wrote no image for this series (exit {result.returncode}): {result.message}")
             if result.returncode not in (0,):
                 # dcm2niix exits non-zero for partial problems too; its images still count,
@@ -614,6 +624,7 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
         # ledger names what is about to be installed first, so that a job killed
         # half-way recognises these files as its own next time (not as foreign
         # files that `overwrite: skip` must keep).
+        faults.check_room(scratch, output_dir)  # else the full disk would stop the series still to run
         about_to_install = ([rel for _, rel in moves] if nifti else []) + ([spec["dicom_dir"]] if copy_dicom else [])
         _announce(output_dir, key, part, previous, about_to_install)
         if nifti:
@@ -630,19 +641,38 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
     except NotExported as exc:
         manifest["status"] = "excluded"
         manifest["message"] = str(exc)
-    except SeriesFailed as exc:
+    except (SeriesFailed, faults.MachineFault) as exc:
         manifest["message"] = str(exc)
     except Exception as exc:  # noqa: BLE001 - one series must never stop the others
-        manifest["message"] = f"{type(exc).__name__}: {exc}"
-        manifest["traceback"] = traceback.format_exc()
+        fault = faults.describe(exc, output_dir) if isinstance(exc, OSError) else None
+        if fault:  # the machine's fault: one line, no traceback
+            manifest["message"] = fault
+        else:  # bidsport's own: the traceback goes to the series log (run_job)
+            manifest["message"] = f"{type(exc).__name__}: {exc}"
+            manifest["traceback"] = traceback.format_exc()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     manifest["files"] = installer.installed
     manifest["seconds"] = round(time.monotonic() - started, 3)
     if installer.installed or manifest["status"] != "failed":
         ledger = {"key": key, "files": [f for f in installer.installed if f["status"] == "exported"] + _kept(previous, installer)}
-        write_if_changed(ledger_path(output_dir, key, part), json.dumps(ledger, indent=1) + "\n")
+        try:
+            write_if_changed(ledger_path(output_dir, key, part), json.dumps(ledger, indent=1) + "\n")
+        except OSError as exc:  # the files are in place; the next run re-checks them
+            manifest["status"], manifest["message"] = "failed", faults.describe(exc, output_dir) or str(exc)
     return manifest
+
+
+def _short_of_space(scratch: Path, source: Path) -> bool:
+    """Whether a failed conversion is best explained by a full disk: less room left
+    than the series' sources take (dcm2niix deletes what it could not finish)."""
+    free = faults.free_space(scratch)
+    return free is not None and free < max(folder_size(source), faults.RECORD_MARGIN)
+
+
+def unreadable_text(paths: list[str], source: Path) -> str:
+    more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
+    return f"{len(paths)} file(s) or folder(s) under {source} could not be read: {', '.join(paths[:3])}{more}"
 
 
 def _announce(output_dir: Path, key: str, part: str, previous: dict | None, paths: list[str]) -> None:
@@ -656,6 +686,22 @@ def _kept(previous: dict | None, installer: Installer) -> list[dict]:
     """Previous files of ours that a skip left in place stay in the ledger."""
     exported = {f["path"] for f in installer.installed if f["status"] == "exported"}
     return [f for f in (previous or {}).get("files", []) if f["path"] in installer.skipped and f["path"] not in exported]
+
+
+RECORD_ATTEMPTS = 6
+
+
+def _record(manifest: dict, manifest_path: Path, line: str, log_path: Path) -> None:
+    """Write the manifest atomically, then the series log."""
+    manifest_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = manifest_path.with_name(f".{manifest_path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, manifest_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.write_text(line + "\n", encoding="utf-8")
 
 
 def run_job(spec_path: Path, part: str, manifest_path: Path, output_dir: Path, log_path: Path) -> dict:
@@ -677,15 +723,22 @@ def run_job(spec_path: Path, part: str, manifest_path: Path, output_dir: Path, l
         copy_workers=int(os.environ.get("BIDSPORT_COPY_WORKERS", "4")),
         timeout=float(os.environ.get("BIDSPORT_TIMEOUT", "0")) or None,
     )
-    manifest_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = manifest_path.with_name(f".{manifest_path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, manifest_path)
     line = f"{spec['key']} {spec['stem']}: {manifest['status']}"
     if manifest["message"]:
         line += f": {manifest['message']}"
+    if manifest.get("traceback"):  # a bug of bidsport: kept here until the series succeeds
+        line += "\n" + manifest["traceback"]
     if manifest.get("dcm2niix_output"):
         line += "\n" + manifest["dcm2niix_output"]
-    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(log_path).write_text(line + "\n", encoding="utf-8")
+    for attempt in range(RECORD_ATTEMPTS):
+        try:
+            _record(manifest, manifest_path, line, Path(log_path))
+            break
+        except OSError as exc:
+            # A full disk: other jobs free their scratch as they fail; else say why in one line.
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or attempt == RECORD_ATTEMPTS - 1:
+                raise faults.MachineFault(faults.describe(exc, output_dir) or f"cannot record series {spec['key']}: {exc}") from None
+            time.sleep(0.2 * (attempt + 1))
+    if manifest.get("traceback") and faults.strict():
+        raise RuntimeError(f"bidsport bug in series {spec['key']} ({faults.STRICT_ENV}=1): {manifest['message']}\n{manifest['traceback']}")
     return manifest

@@ -19,3 +19,20 @@ def write_if_changed(path: Path, text: str) -> bool:
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
     return True
+
+
+def folder_size(path: str | os.PathLike) -> int:
+    """Bytes of the regular files in or under ``path`` (a file: its size); 0 if unreadable."""
+    try:
+        if not os.path.isdir(path):
+            return os.stat(path).st_size
+    except OSError:
+        return 0
+    total = 0
+    for folder, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(folder, name), follow_symlinks=False).st_size
+            except OSError:
+                continue
+    return total

@@ -13,7 +13,8 @@ tables a user would write by hand:
 * identifiers — ``subject_code, id_type, other_identifier`` of the one id type that
   names the subjects (other identifiers, which may be hospital numbers, are not read).
 
-:func:`write_snapshot` writes them under ``<output_dir>/code/bidsport/`` (rewritten
+The workflow reads the cohort at parse time (:func:`stage_snapshot`) and its plan
+job writes it under ``<output_dir>/code/bidsport/`` (:func:`write_staged`, rewritten
 only when their content changes); the workflow then plans from those files, so an
 export can always be reproduced without the database. Birth dates and names never
 leave the database: the age is computed by the server.
@@ -386,9 +387,8 @@ def _tsv(columns: list[str], rows: list[list[str]]) -> str:
     return buf.getvalue()
 
 
-def write_snapshot(cfg: dict) -> dict[str, bool]:
-    """Read the configured cohort and write the snapshot tables (only changed files
-    are rewritten, so an unchanged database re-runs nothing). Returns file -> changed."""
+def snapshot_texts(cfg: dict) -> dict[Path, str]:
+    """Read the configured cohort: snapshot file -> its content (nothing is written)."""
     url, cohort = cfg["nils_database_url"], cfg["nils_cohort"]
     source = cfg.get("subject_identifier_source", "subject_code")
     series, instances, subjects, identifiers = read_cohort(url, cohort, cfg["dicom_root"], id_type=source)
@@ -404,4 +404,36 @@ def write_snapshot(cfg: dict) -> dict[str, bool]:
         "subjects_table": (SUBJECT_COLUMNS, subjects),
         "subject_identifiers_table": (IDENTIFIER_COLUMNS, identifiers),
     }
-    return {str(paths[k]): write_if_changed(paths[k], _tsv(*tables[k])) for k in SNAPSHOT_FILES}
+    return {paths[k]: _tsv(*tables[k]) for k in SNAPSHOT_FILES}
+
+
+def write_snapshot(cfg: dict) -> dict[str, bool]:
+    """Read the configured cohort and write the snapshot tables (only changed files
+    are rewritten, so an unchanged database re-runs nothing). Returns file -> changed."""
+    return {str(path): write_if_changed(path, text) for path, text in snapshot_texts(cfg).items()}
+
+
+# The cohort read at parse time, written by the plan job of a real run (never by a
+# dry run, --report or --lint): output folder -> {snapshot file: content}.
+STAGED: dict[str, dict[Path, str]] = {}
+
+
+def stage_snapshot(cfg: dict) -> bool:
+    """Read the cohort now (main process, parse time) and keep it for the plan job;
+    True when it differs from the snapshot on disk (the plan must be re-made)."""
+    texts = snapshot_texts(cfg)
+    STAGED[str(Path(cfg["output_dir"]))] = texts
+    return any(_content(path) != text for path, text in texts.items())
+
+
+def _content(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def write_staged(output_dir: str | os.PathLike) -> int:
+    """The plan job: write the cohort staged at parse time; returns files rewritten."""
+    texts = STAGED.get(str(Path(output_dir)), {})
+    return sum(write_if_changed(path, text) for path, text in texts.items())

@@ -96,6 +96,18 @@ def clean_output_children(folder: Path, keep_paths: set[Path]) -> None:
         shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
 
 
+def check_output_writable(output_dir: Path) -> None:
+    """Fail at once, without writing anything, if ``output_dir`` cannot be written:
+    a file in its place, or a folder (or nearest existing parent) not writable."""
+    for folder in (output_dir, *output_dir.parents):
+        if folder.exists() or folder.is_symlink():
+            if not folder.is_dir():
+                raise SafetyError(f"cannot write to output_dir {output_dir}: Not a directory ({folder} is a file)")
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise SafetyError(f"cannot write to output_dir {output_dir}: Permission denied ({folder})")
+            return
+
+
 _held: list = []  # open lock files, kept for the life of the process
 
 

@@ -23,6 +23,22 @@ PLANNING_KEYS = (
     "include_manual_review",
 )  # fmt: skip
 
+# The settings each job reads, and nothing else: the rules pass job_settings(cfg,
+# job) as a tracked param, so a changed key re-runs exactly the jobs that read it
+# (series jobs read their spec; settings that must not re-run them travel by
+# environment: workflow_support.export_job_environment). Tables are also inputs.
+JOB_KEYS = {
+    "plan": PLANNING_KEYS + (
+        "output_dir", "dicom_root", "series_table", "instances_table", "subjects_table", "subject_identifiers_table",
+        "fieldmap_links_table", "nils_cohort",
+    ),
+    "dataset": (
+        "output_dir", "layout", "output_mode", "dataset_name", "dataset_description", "fieldmap_targets",
+        "fieldmap_intended_for", "fieldmap_matching", "fieldmap_max_gap_minutes", "series_table", "subjects_table",
+        "sessions_table", "fieldmap_links_table",
+    ),
+}  # fmt: skip
+
 
 class ConfigError(ValueError):
     """A combination of config keys that cannot work (the schema checks single keys)."""
@@ -73,6 +89,11 @@ def resolve_paths(config: dict, workdir: Path | None = None) -> dict:
 
 def planning_settings(config: dict) -> dict:
     return {k: config.get(k) for k in PLANNING_KEYS}
+
+
+def job_settings(config: dict, job: str) -> dict:
+    """The config keys job ``job`` reads (``JOB_KEYS``), for its tracked params."""
+    return {k: config.get(k) for k in JOB_KEYS[job]}
 
 
 def wants_nifti(config: dict) -> bool:

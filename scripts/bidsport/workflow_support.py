@@ -6,11 +6,12 @@ import csv
 import json
 import os
 import sys
-from contextlib import nullcontext
 from functools import lru_cache
 from pathlib import Path
 
 from . import dcm2niix as d2n
+from . import faults
+from .fsutil import folder_size
 from .settings import wants_nifti
 
 
@@ -60,24 +61,33 @@ def clean_token(cfg: dict) -> str | None:
     return str(time.time_ns())
 
 
+def _user_tables(cfg: dict, keys: tuple[str, ...]) -> list[str]:
+    """The tables of ``keys`` the user gives: a NILS database snapshot is the plan
+    job's own output (written by it, and the plan forced when it changes)."""
+    from .settings import DATABASE_TABLE_KEYS
+
+    skip = DATABASE_TABLE_KEYS if cfg.get("nils_database_url") else ()
+    return [cfg[k] for k in keys if cfg.get(k) and k not in skip]
+
+
 def table_inputs(cfg: dict) -> list[str]:
     """Tables the planning checkpoint reads (an edit re-plans; specs change only if names do)."""
-    keys = ("series_table", "instances_table", "subjects_table", "subject_identifiers_table", "fieldmap_links_table")
-    return [cfg[k] for k in keys if cfg.get(k)]
+    return _user_tables(cfg, ("series_table", "instances_table", "subjects_table", "subject_identifiers_table", "fieldmap_links_table"))
 
 
 def dataset_tables(cfg: dict) -> list[str]:
     """Tables the dataset step reads (an edit re-runs it): participants come from the
     subjects table and, where the series table has ``age_at_study``, from it."""
-    keys = ("fieldmap_links_table", "sessions_table", "subjects_table", "series_table")
-    return [cfg[k] for k in keys if cfg.get(k)]
+    return _user_tables(cfg, ("fieldmap_links_table", "sessions_table", "subjects_table", "series_table"))
 
 
 def dataset_outputs(cfg: dict, out: Path) -> list[str]:
     """Dataset-level files that are declared outputs (for a BIDS NIfTI tree)."""
+    from .dataset import DECLARED_OUTPUTS
+
     if cfg["layout"] != "bids" or not wants_nifti(cfg):
         return []
-    return [str(out / n) for n in ("dataset_description.json", "participants.tsv", "participants.json", ".bidsignore")]
+    return [str(out / n) for n in DECLARED_OUTPUTS]
 
 
 def _has_nifti(row: dict) -> bool:
@@ -138,32 +148,95 @@ def manifest_paths(plan_tsv: str | os.PathLike, state: Path) -> list[str]:
     return [str(Path(state) / "done" / f"{key}.{part}.json") for key, part in read_plan_parts(plan_tsv)]
 
 
-def withdraw_stale_manifests(plan_tsv: Path, state: Path, dependents: list) -> int:
-    """Delete manifests whose claim is false, before Snakemake builds its DAG.
+def force(workflow, output: str | os.PathLike) -> bool:
+    """Mark the job writing ``output`` forced in the DAG being built (main process only)."""
+    dag = getattr(workflow, "dag", None)
+    if not workflow.is_main_process or dag is None:
+        return False
+    dag.forcefiles.add(str(output))
+    return True
 
-    A failed series, or one whose exported file was deleted, loses its manifest so
-    that Snakemake re-runs exactly that series (retry failures, restore deletions).
-    Every manifest is checked, not only the last plan's: a series that left the
-    table, lost its files and came back must be exported again (the plan that
-    brings it back is made after this check). Snakemake does not re-make a missing
-    intermediate file while the files made from it are present, so the dataset
-    step's own outputs (``dependents``) go too whenever a manifest is missing or
-    withdrawn. This must run before the DAG is built: Snakemake caches which files
-    exist. Returns the number of manifests withdrawn.
+
+def force_if_stale(workflow, manifest: str | os.PathLike, output_dir: Path) -> bool:
+    """Make Snakemake re-run the job of a manifest whose claim is false (an input
+    function calls this while the DAG is built); True if it was marked.
+
+    A failed series, or one whose exported file was deleted, keeps its manifest on
+    disk: nothing is deleted while planning a run (a dry run, ``--report``,
+    ``--lint`` or ``--unlock`` must leave the dataset as it is). Its job is marked
+    *forced* in the DAG instead, so ``-n`` lists exactly the jobs the next run
+    redoes, and the real run rewrites the manifest. Only the main process decides:
+    a cluster job step runs the jobs it was given.
     """
-    done = Path(state) / "done"
+    if not workflow.is_main_process or not Path(manifest).exists():
+        return False
+    if manifest_is_current(Path(manifest), Path(output_dir)):
+        return False
+    return force(workflow, manifest)  # (a missing manifest re-runs anyway: missing output)
+
+
+def force_if_changed(workflow, ledger: str | os.PathLike, output_dir: Path, output: str | os.PathLike) -> bool:
+    """Make Snakemake re-run the dataset step (the job writing ``output``) when a
+    file it wrote was deleted or changed since (``dataset.ledger_is_current``)."""
+    from .dataset import ledger_is_current
+
+    if not workflow.is_main_process or not Path(output).exists() or ledger_is_current(Path(ledger), Path(output_dir)):
+        return False
+    return force(workflow, output)
+
+
+# Bytes written per source byte, by format (a DICOM copy is the same size; NIfTI
+# drops the headers, gzip about halves it): an estimate, to warn, never to refuse.
+BYTES_PER_SOURCE_BYTE = {"nii.gz": 0.6, "nii": 1.0, "dcm": 1.0}
+
+
+def space_needed(plan_tsv: str | os.PathLike, state: Path, copy_method: str = "copy") -> int:
+    """Estimated bytes the series jobs still to run will write (source sizes × formats)."""
     output_dir = Path(state).parent
-    withdrawn = 0
-    with os.scandir(done) if done.is_dir() else nullcontext([]) as entries:
-        for entry in entries:
-            if entry.name.endswith(".json") and not manifest_is_current(Path(entry.path), output_dir):
-                Path(entry.path).unlink(missing_ok=True)
-                withdrawn += 1
-    missing = Path(plan_tsv).exists() and any(not Path(p).exists() for p in manifest_paths(plan_tsv, state))
-    if withdrawn or missing:
-        for dependent in dependents:
-            Path(dependent).unlink(missing_ok=True)
-    return withdrawn
+    sizes: dict[str, int] = {}
+    needed = 0.0
+    for row in plan_rows(plan_tsv):
+        formats = [f for f in row["formats"].split(",") if f]
+        todo = []
+        for fmt in formats:
+            part = "dicom" if fmt == "dcm" else "nifti"
+            if not manifest_is_current(Path(state) / "done" / f"{row['key']}.{part}.json", output_dir):
+                todo.append(fmt)
+        if copy_method == "hardlink":  # links take no space (where they work)
+            todo = [f for f in todo if f != "dcm"]
+        if todo:
+            if row["source"] not in sizes:
+                sizes[row["source"]] = folder_size(row["source"])
+            needed += sizes[row["source"]] * sum(BYTES_PER_SOURCE_BYTE.get(f, 1.0) for f in todo)
+    return int(needed)
+
+
+def space_warning(plan_tsv: str | os.PathLike, state: Path, copy_method: str = "copy") -> str | None:
+    """A one-line warning when the output's filesystem has clearly too little room."""
+    if not Path(plan_tsv).exists():
+        return None
+    needed = space_needed(plan_tsv, state, copy_method)
+    if needed:  # the series jobs keep this much free for the run's records
+        needed += faults.RECORD_MARGIN
+    free = faults.free_space(Path(state).parent)
+    if free is None or needed <= free:
+        return None
+    return (f"bidsport: warning: {Path(state).parent} has {faults.human_size(free)} free, but this export needs about "
+            f"{faults.human_size(needed)} (source sizes × formats): free space first, or series will fail with 'disk full'")  # fmt: skip
+
+
+def will_run(workflow, rule: str) -> bool:
+    """Whether this run's DAG holds a job of ``rule`` still to run."""
+    dag = getattr(workflow, "dag", None)
+    return dag is not None and any(job.rule.name == rule for job in dag.needrun_jobs())
+
+
+def warn_about_space(plan_tsv: Path, state: Path, cfg: dict) -> None:
+    """Print :func:`space_warning`, if any, before the series jobs: from onstart when
+    the plan stands, from the plan job when it is remade."""
+    warning = space_warning(plan_tsv, state, str(cfg.get("dcm_copy_method", "copy")))
+    if warning:
+        print(warning, file=sys.stderr)
 
 
 def summary(report: Path) -> tuple[str, int]:
@@ -178,8 +251,11 @@ def summary(report: Path) -> tuple[str, int]:
     warned = sum(1 for r in rows if r.get("warnings"))
     if warned:
         lines.append(f"  {warned} series have warnings (missing sidecar keys, kept files ...): see the report")
+    lines += faults.summary_lines([r["reason"] for r in failed])  # a full disk: said once
     for r in failed:
-        lines.append(f"  FAILED {r['subject']}/{r['session']} {r['series_description'] or r['series_instance_uid']}: {r['reason']}")
+        kind = faults.kind_of(r["reason"])  # already said once, above
+        reason = f"({kind})" if kind else f": {r['reason']}"
+        lines.append(f"  FAILED {r['subject']}/{r['session']} {r['series_description'] or r['series_instance_uid']} {reason}")
     if failed:
         lines.append(f"bidsport: {len(failed)} series failed; fix them and re-run (only those will be retried).")
     return "\n".join(lines), len(failed)
@@ -217,8 +293,8 @@ def finish_run(report: Path) -> None:
     The series jobs themselves succeed (failure isolation: one bad series never
     stops the others), so the verdict comes from the report the dataset step wrote.
     Raising here makes Snakemake print the message and exit 1 after releasing its
-    locks; the failed series' manifests are withdrawn at the next run, so only they
-    are retried. (This replaces a separate ``export_status`` job: one job less.)
+    locks; the next run marks the failed series' jobs forced, so only they are
+    retried. (This replaces a separate ``export_status`` job: one job less.)
     """
     if not Path(report).exists():
         return

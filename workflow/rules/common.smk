@@ -43,18 +43,19 @@ CODE = OUT / "code" / "bidsport"
 ENV = str(Path(workflow.basedir) / "envs" / "bidsport.yaml")
 BIDS_TREE = CFG["layout"] == "bids" and settings.wants_nifti(CFG)
 
-# Never write under the sources; one run at a time per output folder.
+# Never write under the sources. The output lock is taken by onstart (below): only
+# a real run holds it; a dry run, --report, --lint or --unlock writes nothing.
 safety.check_output_location(OUT, Path(CFG["dicom_root"]))
-if workflow.is_main_process and not workflow.dryrun:
-    safety.lock_output(OUT)
+safety.check_output_writable(OUT)
 
 # nils_database_url: read the cohort once, here in the main process (never in cluster
-# job steps), into snapshot tables under code/bidsport/ that the checkpoint takes as
-# inputs; they are rewritten only when the database changed, so nothing else re-runs.
+# job steps); the plan job of a real run writes it as snapshot tables under
+# code/bidsport/ (rewritten only when the database changed), and is forced when it did.
+NILS_CHANGED = False
 if CFG["nils_database_url"] and workflow.is_main_process:
     from bidsport import nils_db
 
-    nils_db.write_snapshot(CFG)
+    NILS_CHANGED = nils_db.stage_snapshot(CFG)
 
 # One clear error before any job runs if dcm2niix is missing or broken; the
 # resolved binary reaches the jobs through the environment (not a tracked param,
@@ -72,16 +73,31 @@ wildcard_constraints:
     subject=r"[A-Za-z0-9]+",
 
 
-# Failed series and series whose files were deleted run again (main process only:
-# cluster job steps re-read this file but must not touch the dataset's state).
-if workflow.is_main_process:
-    workflow_support.withdraw_stale_manifests(
-        CODE / "plan.tsv", STATE, [CODE / "export_report.tsv"]
-    )
+# Failed series, series whose files were deleted and a dataset step whose files
+# were deleted or changed run again: the input functions below mark those jobs
+# forced while the DAG is built (main process only), and delete nothing, so a
+# dry run shows exactly what the next run redoes.
+def series_spec(part):
+    def spec(wildcards):
+        manifest = STATE / "done" / f"{wildcards.key}.{part}.json"
+        workflow_support.force_if_stale(workflow, manifest, OUT)
+        return str(STATE / "specs" / f"{wildcards.key}.json")
+
+    return spec
+
+
+def plan_inputs(wildcards):
+    """The tables the plan reads; a changed database snapshot forces the plan."""
+    if NILS_CHANGED:
+        workflow_support.force(workflow, CODE / "plan.tsv")
+    return workflow_support.table_inputs(CFG)
 
 
 def series_manifests(wildcards):
     """Every per-series manifest the dataset step needs (after the checkpoint)."""
+    workflow_support.force_if_changed(
+        workflow, STATE / "dataset_files.json", OUT, CODE / "export_report.tsv"
+    )
     return workflow_support.manifest_paths(checkpoints.plan.get().output.plan, STATE)
 
 
@@ -129,6 +145,14 @@ def qc_targets(wildcards):
     plan = checkpoints.plan.get().output.plan
     subjects = sorted(workflow_support.nifti_rows_by_subject(plan))
     return [str(STATE / "qc" / f"sub-{s}" / "summary.html") for s in subjects]
+
+
+# A real run (never a dry run, --report, --lint, --unlock or a cluster job step):
+# take the output folder's lock, then warn if its disk looks too small.
+onstart:
+    safety.lock_output(OUT)
+    if not workflow_support.will_run(workflow, "plan"):
+        workflow_support.warn_about_space(CODE / "plan.tsv", STATE, CFG)
 
 
 # A short summary at the end of every run, whether it succeeded or not; the run

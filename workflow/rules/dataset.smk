@@ -11,25 +11,22 @@ rule dataset_files:
         tables=workflow_support.dataset_tables(CFG),
     output:
         report=CODE / "export_report.tsv",
+        ledger=STATE / "dataset_files.json",
         files=workflow_support.dataset_outputs(CFG, OUT),
     log:
         STATE / "logs" / "dataset_files.log",
     localrule: True
     params:
+        settings=settings.job_settings(CFG, "dataset"),
         dcm2niix_version=DCM2NIIX_VERSION,
-        fieldmaps=[
-            CFG["fieldmap_targets"],
-            CFG["fieldmap_intended_for"],
-            CFG["fieldmap_matching"],
-            CFG["fieldmap_max_gap_minutes"],
-        ],
     run:
         jobs.dataset_job(
-            config,
+            params.settings,
             input.plan,
             input.excluded,
             input.manifests,
             output.report,
+            output.ledger,
             params.dcm2niix_version,
             log[0],
         )

@@ -8,7 +8,7 @@
 
 rule convert_series:
     input:
-        spec=STATE / "specs" / "{key}.json",
+        spec=series_spec("nifti"),
     output:
         manifest=STATE / "done" / "{key}.nifti.json",
     log:
@@ -23,7 +23,7 @@ rule convert_series:
 
 rule copy_series:
     input:
-        spec=STATE / "specs" / "{key}.json",
+        spec=series_spec("dicom"),
     output:
         manifest=STATE / "done" / "{key}.dicom.json",
     log:

@@ -3,7 +3,7 @@
 
 checkpoint plan:
     input:
-        workflow_support.table_inputs(CFG),
+        plan_inputs,
     output:
         plan=CODE / "plan.tsv",
         excluded=STATE / "excluded.tsv",
@@ -11,9 +11,8 @@ checkpoint plan:
         STATE / "logs" / "plan.log",
     localrule: True
     params:
-        settings=settings.planning_settings(CFG),
-        dicom_root=CFG["dicom_root"],
+        settings=settings.job_settings(CFG, "plan"),
         # overwrite: clean empties output_dir at every run: a new token re-runs the plan.
         clean_token=workflow_support.clean_token(CFG),
     run:
-        jobs.plan_job(config, output.plan, output.excluded, log[0])
+        jobs.plan_job(params.settings, output.plan, output.excluded, log[0])
