@@ -80,7 +80,7 @@ def make_cohort(root: Path, subjects: int, shapes: dict, tiny: bool = False) -> 
         template.append((n, kind, spec, cols, folder, written))
     rows = []
     for code in codes:
-        for n, kind, spec, cols, folder, written in template:
+        for n, _kind, spec, cols, folder, written in template:
             uid = written.series_instance_uid if code == first else _clone_uid(written.series_instance_uid, code)
             if code != first:
                 _clone_series(written.files, root / "dicom" / code / folder.name, first, code)

@@ -137,7 +137,7 @@ def test_participants_have_sex_and_age_at_the_first_exported_session(db_export):
 
 def test_no_birth_date_name_identifier_or_password_is_written(db_export, nils):
     secrets = [nils.password]
-    for code, person in PEOPLE.items():
+    for person in PEOPLE.values():
         birth = person["birth"]
         secrets += [birth, birth.replace("-", ""), person["name"], person["name"].split("^")[0]]
     secrets += [f"MRN{9000 + n}" for n in range(len(PEOPLE))]
