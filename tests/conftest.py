@@ -37,10 +37,11 @@ def source(request, tmp_path_factory):
     return synthetic_session(tmp_path_factory.mktemp("synthetic-dicom"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def postgres():
-    """A throw-away PostgreSQL server for the module's tests (skipped, with the
-    reason, only where it cannot be installed); stopped and deleted afterwards."""
+    """A throw-away PostgreSQL server shared by the session's tests (skipped, with the
+    reason, only where it cannot be installed); stopped and deleted afterwards. Each
+    test module creates databases of its own name on it."""
     from pg_server import LocalPostgres, PostgresUnavailable
 
     server = LocalPostgres()
@@ -52,3 +53,19 @@ def postgres():
         yield server
     finally:
         server.stop()
+
+
+# Markers that follow from what a test uses, so `-m "not browser"` and the like
+# select by need without every test repeating it (registered in pyproject.toml).
+FIXTURE_MARKERS = {"postgres": "postgres", "browser": "browser", "slurm": "slurm"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for fixture, marker in FIXTURE_MARKERS.items():
+            if fixture in item.fixturenames:
+                item.add_marker(marker)
+        callspec = getattr(item, "callspec", None)
+        on_samples = callspec is not None and callspec.params.get("source") == "samples"
+        if on_samples or any(m.kwargs.get("reason") == needs_samples.kwargs["reason"] for m in item.iter_markers("skipif")):
+            item.add_marker("samples")

@@ -17,9 +17,8 @@ import re
 import pytest
 
 from bidsport import nils_db
-from helpers import SAMPLES, dataset_files, needs_samples, read_report, run_workflow, validator_issues, write_config
+from helpers import SAMPLES, dataset_files, jobs_started, needs_samples, read_report, run_workflow, snapshot, validator_issues, write_config
 from nils_fixture import PEOPLE, REVIEW, equivalent_subject_tables, equivalent_table, load_samples
-from test_incremental import jobs_in_dry_run, snapshot
 
 pytestmark = [pytest.mark.slow, needs_samples]
 
@@ -210,7 +209,7 @@ def test_reclassified_stack_reruns_only_that_stack(db_export, nils):
     with nils.admin("nils") as conn:
         conn.execute("UPDATE series_classification_cache SET base = 'T2w' WHERE series_instance_uid = %s", (CS_DL_UID,))
     proc = run_workflow(db_export["work"], db_export["cfg"], "--printshellcmds", env=nils.env)
-    assert jobs_in_dry_run(proc.stdout + proc.stderr).get("convert_series") == 1
+    assert jobs_started(proc.stdout + proc.stderr).get("convert_series") == 1
     after = snapshot(out)
     assert "sub-S004/ses-20230214/anat/sub-S004_ses-20230214_T1w.nii.gz" not in after
     assert _changed(before, after) == [
@@ -228,7 +227,7 @@ def test_subject_added_to_the_cohort_adds_only_its_jobs(db_export, nils):
             "WHERE s.subject_code = 'UIH' AND c.name = 'study'"
         )
     proc = run_workflow(db_export["work"], db_export["cfg"], "--printshellcmds", env=nils.env)
-    assert jobs_in_dry_run(proc.stdout + proc.stderr).get("convert_series") == 2
+    assert jobs_started(proc.stdout + proc.stderr).get("convert_series") == 2
     after = snapshot(out)
     assert all(f.startswith("sub-S008/") for f in _changed(before, after))
     assert [f for f in before if f.startswith("sub-") and before[f] != after.get(f) and not f.endswith("scans.tsv")] == []

@@ -20,7 +20,7 @@ import yaml
 
 from bidsport import demo_data
 from bidsport.synthdicom import make_uid, spec_for, write_series
-from helpers import dataset_files, read_report, run_workflow, validator_issues
+from helpers import SAMPLES, dataset_files, needs_samples, read_report, run_workflow, validator_issues
 
 pytestmark = pytest.mark.slow
 CHROMIUM = Path("/usr/bin/chromium")
@@ -426,20 +426,18 @@ def test_one_export_per_folder_several_folders_at_once(start_server, cohort, tmp
         holder.wait()
 
 
+@needs_samples
 def test_a_database_cohort(browser, start_server, postgres, tmp_path):
     """With nils_database_url the page offers the database's cohorts
     (bidsport.nils_db); the run's config names the cohort instead of a table."""
     from playwright.sync_api import expect
 
-    from helpers import SAMPLES
     from nils_fixture import load_samples
 
-    if not SAMPLES.exists():
-        pytest.skip(f"sample DICOMs not found at {SAMPLES}")
-    postgres.create_database("nils")
-    with postgres.admin("nils") as conn:
+    postgres.create_database("web")  # its own database on the session's server
+    with postgres.admin("web") as conn:
         load_samples(conn, SAMPLES)
-    server = start_server(env=postgres.env, nils_database_url=postgres.url("nils"), dicom_root=str(SAMPLES))
+    server = start_server(env=postgres.env, nils_database_url=postgres.url("web"), dicom_root=str(SAMPLES))
     page = open_page(browser, server)
     cohorts = page.get_by_label("Cohort", exact=True)
     expect(cohorts.locator("option")).to_have_text(["Choose a cohort…", "Database cohort other", "Database cohort study"])
