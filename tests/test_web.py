@@ -135,6 +135,16 @@ def slow_dcm2niix(work: Path, seconds: float, fail_on: str | None = None) -> str
     return str(path)
 
 
+def held_dcm2niix(work: Path, series: str, release: Path) -> str:
+    """The real dcm2niix, except that the conversion of ``series`` waits until the
+    test creates ``release``: the test sees the run mid-way for as long as it needs."""
+    path = work / "held-dcm2niix"
+    wait = f'case "$*" in *{series}*) while [ ! -e "{release}" ]; do sleep 0.05; done;; esac\n'
+    path.write_text(f'#!/bin/sh\nif [ "$1" = "-v" ]; then exec {REAL_DCM2NIIX} "$@"; fi\n{wait}exec {REAL_DCM2NIIX} "$@"\n')
+    path.chmod(0o755)
+    return str(path)
+
+
 def open_page(browser, server: Server):
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     errors = []
@@ -201,7 +211,8 @@ def assert_no_partial_file(output: Path):
 def test_export_from_the_page(browser, start_server, cohort, tmp_path):
     from playwright.sync_api import expect
 
-    server = start_server(dcm2niix_path=slow_dcm2niix(tmp_path, 0.3), qc_snapshots=True, convert_timeout=600)
+    release = tmp_path / "release-bold"
+    server = start_server(dcm2niix_path=held_dcm2niix(tmp_path, "09_bold_rest", release), qc_snapshots=True, convert_timeout=600)
     page = open_page(browser, server)
     out = tmp_path / "bids"
     fill_form(page, cohort, out, workers="2")
@@ -215,10 +226,14 @@ def test_export_from_the_page(browser, start_server, cohort, tmp_path):
     assert not out.exists()  # a preview writes nothing
 
     page.get_by_role("button", name="Start export").click()
+    # The BOLD conversion is held: the other three series finish and the bar shows it.
+    expect(page.locator("#progress-text")).to_contain_text("3 / 4 series", timeout=LONG)
+    assert progress(page) == (3, 4)
+    expect(page.get_by_role("status")).to_contain_text("running")
+    release.touch()
     seen = watch_until_end(page)
     expect(page.get_by_role("status")).to_contain_text("finished")
     assert seen[-1] == (4, 4)
-    assert any(0 < value < 4 for value, _ in seen), seen  # the bar moved through the run
     expect(page.locator("#summary")).to_contain_text("exported4")
     expect(page.locator("#log")).to_contain_text("steps (100%) done")
 
@@ -226,7 +241,7 @@ def test_export_from_the_page(browser, start_server, cohort, tmp_path):
     saved = yaml.safe_load((out / "code/bidsport/config.yaml").read_text())
     assert saved["output_dir"] == str(out) and Path(saved["series_table"]).is_absolute()
     assert saved["exclude_provenance"] == ["SyMRI"] and saved["convert_workers"] == 2
-    assert saved["dcm2niix_path"].endswith("slow-dcm2niix") and saved["convert_timeout"] == 600  # passed through
+    assert saved["dcm2niix_path"].endswith("held-dcm2niix") and saved["convert_timeout"] == 600  # passed through
     cli = tmp_path / "cli"
     cli.mkdir()
     (cli / "config.yaml").write_text(yaml.safe_dump({**saved, "output_dir": str(cli / "bids")}))
