@@ -28,13 +28,21 @@ def slurm():
         cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def synthetic(tmp_path_factory):
+    """The synthetic scanner session (made once): for tests where the vendor's data
+    does not matter."""
+    return synthetic_session(tmp_path_factory.mktemp("synthetic-dicom"))
+
+
 @pytest.fixture(scope="session", params=[pytest.param("samples", marks=needs_samples), "synthetic"])
-def source(request, tmp_path_factory):
-    """The scanner session an end-to-end test runs on: the real XA30 samples (skipped,
-    with the reason, where they are absent) and a synthetic one made by the tests."""
+def source(request):
+    """The scanner session a test whose outcome depends on real vendor data runs on:
+    the real XA30 samples (skipped, with the reason, where they are absent) and the
+    synthetic one, so a clone alone still runs it."""
     if request.param == "samples":
         return sample_session()
-    return synthetic_session(tmp_path_factory.mktemp("synthetic-dicom"))
+    return request.getfixturevalue("synthetic")
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bidsport.demo_data import make_demo
-from helpers import dataset_files, read_report, run_workflow, write_config
+from helpers import dataset_files, jobs_started, read_report, run_workflow, snapshot, write_config
 
 pytestmark = pytest.mark.slow
 REAL_DCM2NIIX = Path(sys.executable).parent / "dcm2niix"
@@ -99,8 +99,12 @@ def test_a_failing_dcm2niix_fails_only_its_series(work, case, body, message):
     assert not any("T2w" in f for f in dataset_files(work / "out") if f.startswith("sub-"))
     assert tree_digest(work / "in/dicom") == before
     # Fixed dcm2niix: only the failed series runs again, and the run succeeds.
+    exported = {f: m for f, m in snapshot(work / "out").items() if f.startswith("sub-") and not f.endswith("scans.tsv")}
     proc = run_workflow(work, cfg(work))
+    assert jobs_started(proc.stdout + proc.stderr).get("convert_series") == 1
     assert "T2w" in " ".join(dataset_files(work / "out"))
+    after = snapshot(work / "out")
+    assert {f for f, m in exported.items() if after.get(f) != m} == set()  # the others were not redone
 
 
 def test_corrupt_zero_byte_and_non_dicom_files_inside_a_series(work):
