@@ -73,6 +73,8 @@ def pytest_collection_modifyitems(config, items):
         for fixture, marker in FIXTURE_MARKERS.items():
             if fixture in item.fixturenames:
                 item.add_marker(marker)
+        if item.get_closest_marker("slurm") and not item.get_closest_marker("slow"):
+            item.add_marker("slow")  # it starts a cluster's daemons: never in the quick loop
         callspec = getattr(item, "callspec", None)
         on_samples = callspec is not None and callspec.params.get("source") == "samples"
         if on_samples or any(m.kwargs.get("reason") == needs_samples.kwargs["reason"] for m in item.iter_markers("skipif")):

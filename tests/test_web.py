@@ -22,7 +22,8 @@ from bidsport import demo_data
 from bidsport.synthdicom import make_uid, spec_for, write_series
 from helpers import SAMPLES, dataset_files, needs_samples, read_report, run_workflow, validator_issues
 
-pytestmark = pytest.mark.slow
+# Every test here is slow (a browser, or a real export) but the token test: it starts
+# only the server, so the quick loop covers the page's server side.
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
@@ -208,6 +209,7 @@ def assert_no_partial_file(output: Path):
             gzip.decompress(path.read_bytes())  # complete, or this raises
 
 
+@pytest.mark.slow
 def test_export_from_the_page(browser, start_server, cohort, tmp_path):
     from playwright.sync_api import expect
 
@@ -265,6 +267,7 @@ def test_export_from_the_page(browser, start_server, cohort, tmp_path):
     assert page.js_errors == []
 
 
+@pytest.mark.slow
 def test_cancel_then_start_again_resumes(browser, start_server, cohort, tmp_path):
     from playwright.sync_api import expect
 
@@ -301,6 +304,7 @@ def test_cancel_then_start_again_resumes(browser, start_server, cohort, tmp_path
     assert validator_issues(out)["errors"] == []
 
 
+@pytest.mark.slow
 def test_a_failing_series_shows_its_reason(browser, start_server, cohort, tmp_path):
     from playwright.sync_api import expect
 
@@ -338,6 +342,7 @@ def test_token_and_origin_are_required(start_server, tmp_path):
     assert not (tmp_path / "bids").exists()
 
 
+@pytest.mark.slow
 def test_bad_field_values_are_rejected_beside_their_field(browser, start_server, cohort, tmp_path):
     from playwright.sync_api import expect
 
@@ -395,6 +400,7 @@ def test_bad_field_values_are_rejected_beside_their_field(browser, start_server,
     assert page.js_errors == []
 
 
+@pytest.mark.slow
 def test_one_export_per_folder_several_folders_at_once(start_server, cohort, tmp_path):
     import json
 
@@ -441,6 +447,7 @@ def test_one_export_per_folder_several_folders_at_once(start_server, cohort, tmp
         holder.wait()
 
 
+@pytest.mark.slow
 @needs_samples
 def test_a_database_cohort(browser, start_server, postgres, tmp_path):
     """With nils_database_url the page offers the database's cohorts
