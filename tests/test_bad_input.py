@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bidsport import jobs
 from bidsport.demo_data import make_demo
 from helpers import dataset_files, jobs_started, read_report, run_workflow, snapshot, write_config
 
@@ -185,12 +186,26 @@ def test_a_series_folder_that_also_holds_an_unlisted_series(work):
     ],
 )
 def test_bad_cells_are_named_with_line_and_column(work, column, value, message):
+    """The planning checkpoint's body, in-process (the end-to-end run is the next test)."""
     rows = rows_of(work)
     rows[1][column] = value
     write_rows(work / "in/series_table.tsv", rows)
+    config = {"series_table": str(work / "in/series_table.tsv"), "dicom_root": str(work / "in/dicom"), "output_dir": str(work / "out"),
+              "overwrite": "skip", "subject_identifier_source": "subject_code"}  # fmt: skip
+    with pytest.raises(jobs.PlanningFailed) as failed:
+        jobs.plan_job(config, str(work / "plan.tsv"), str(work / "state" / "excluded.tsv"), str(work / "plan.log"))
+    assert f"series_table.tsv:3: column '{column}': " in str(failed.value) and message in str(failed.value)
+    assert not (work / "plan.tsv").exists() and not (work / "out").exists()
+
+
+def test_a_bad_cell_stops_the_run_with_its_line_and_column(work):
+    rows = rows_of(work)
+    rows[1]["directory_type"] = "brain"
+    write_rows(work / "in/series_table.tsv", rows)
     proc = run_workflow(work, cfg(work), check=False)
     assert proc.returncode != 0
-    assert f"series_table.tsv:3: column '{column}': " in proc.stderr and message in proc.stderr
+    assert "series_table.tsv:3: column 'directory_type': 'brain' is not one of" in proc.stderr
+    assert not (work / "out" / "code").exists()
 
 
 def test_labels_never_escape_the_output_folder(work):
@@ -215,9 +230,3 @@ def test_symlink_loop_in_dicom_root(work):
     run_workflow(work, cfg(work))
     assert all(r["status"] == "exported" for r in read_report(work / "out"))
     assert tree_digest(work / "in/dicom") == before
-
-
-def test_unwritable_output_dir(work):
-    (work / "out").write_text("a file where the output folder should be")
-    proc = run_workflow(work, cfg(work), check=False)
-    assert proc.returncode != 0 and "cannot write to output_dir" in proc.stderr
