@@ -23,6 +23,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+CACHE = HERE / "cache"  # cohorts and work folders (git-ignored); --cache elsewhere
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(HERE))
 
@@ -80,7 +81,7 @@ def make_cohort(root: Path, subjects: int, shapes: dict, tiny: bool = False) -> 
         template.append((n, kind, spec, cols, folder, written))
     rows = []
     for code in codes:
-        for n, kind, spec, cols, folder, written in template:
+        for n, _kind, spec, cols, folder, written in template:
             uid = written.series_instance_uid if code == first else _clone_uid(written.series_instance_uid, code)
             if code != first:
                 _clone_series(written.files, root / "dicom" / code / folder.name, first, code)
@@ -213,7 +214,7 @@ def reflink_supported(folder: Path) -> bool:
 def bench_scale(work: Path, n_series: int, cores: int) -> dict:
     """A real export of ``n_series`` tiny series (2-slice 16×16 images), then the
     no-op re-run and a dry run over the finished dataset; peak memory of Snakemake."""
-    cohort = HERE / "cache" / f"tiny-{n_series}"
+    cohort = CACHE / f"tiny-{n_series}"
     cached = (cohort / "series_table.tsv").exists()
     t0 = time.perf_counter()
     table = make_cohort(cohort, -(-n_series // 3), TINY, tiny=True)
@@ -454,8 +455,11 @@ def main() -> int:
     parser.add_argument("--only-dicom", action="store_true", help="only the DICOM copy/hardlink exports (own work folder)")
     parser.add_argument("--planning", default=None, help="comma list of table sizes for the planning figures ('none' skips)")
     parser.add_argument("--scale", type=int, default=None, help="series in a real export at scale (default: 0 = skipped)")
+    parser.add_argument("--cache", type=Path, default=None, help="folder for cohorts and work (default benchmarks/cache)")
     parser.add_argument("--output", type=Path, default=None, help="results file (default benchmarks/results.md; --quick: none)")
     args = parser.parse_args()
+    global CACHE
+    CACHE = (args.cache or CACHE).absolute()
     sizes = args.subjects or ([2] if args.quick else [8, 20])
     repeats = args.repeats or (1 if args.quick else 3)
     tools = [t for t in (args.tools or "dcm2bids").split(",") if t and t != "none"]
@@ -467,13 +471,13 @@ def main() -> int:
     # One cohort for every size (smaller sizes use its first subjects), with one more
     # subject than the largest size: the re-run adds it.
     cohort_subjects = max(max(sizes) + 1, 3 if args.quick else 21)
-    cache = HERE / "cache" / f"cohort-{label}-{cohort_subjects}"
+    cache = CACHE / f"cohort-{label}-{cohort_subjects}"
     t0 = time.perf_counter()
     cached = (cache / "series_table.tsv").exists()
     full_table = make_cohort(cache, cohort_subjects, shapes)
     made = "cached from an earlier run" if cached else f"generated in {time.perf_counter() - t0:.0f} s"
     # A smoke test (or a DICOM-only run) may run beside a full run: own work folders.
-    work = HERE / "cache" / ("work-quick" if args.quick else "work-dicom" if args.only_dicom else "work")
+    work = CACHE / ("work-quick" if args.quick else "work-dicom" if args.only_dicom else "work")
 
     def progress(name: str, value) -> None:  # a long run shows its figures as they come
         print(f"[bench] {time.strftime('%H:%M:%S')} {name}: {value}", file=sys.stderr, flush=True)

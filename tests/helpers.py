@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -72,9 +73,20 @@ def dataset_files(root: Path) -> set[str]:
     return found
 
 
-def read_report(output_dir: Path) -> list[dict]:
-    import csv
+def snapshot(out: Path) -> dict[str, int]:
+    """Every dataset file's mtime (ns): what a re-run touched."""
+    return {rel: (out / rel).stat().st_mtime_ns for rel in dataset_files(out)}
 
+
+def jobs_started(text: str) -> dict[str, int]:
+    """Jobs per rule that a Snakemake run (or dry run) printed as started."""
+    counts = {}
+    for m in re.finditer(r"^(?:local)?(?:rule|checkpoint) (\w+):", text, re.M):
+        counts[m.group(1)] = counts.get(m.group(1), 0) + 1
+    return counts
+
+
+def read_report(output_dir: Path) -> list[dict]:
     with open(output_dir / "code" / "bidsport" / "export_report.tsv", encoding="utf-8", newline="") as fh:
         return list(csv.DictReader(fh, delimiter="\t"))
 

@@ -1,4 +1,4 @@
-"""A NILS metadata database (../shared/NILS_DATABASE.md) holding the real samples.
+"""A NILS metadata database (docs/database.md, "The tables read") holding the real samples.
 
 ``DDL`` is our own rendering of the tables and columns that document lists (keys,
 uniqueness and the foreign-key indexes a real installation has). :func:`load_samples`

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from bidsport import jobs
 from bidsport.demo_data import make_demo
-from helpers import dataset_files, read_report, run_workflow, write_config
+from helpers import dataset_files, jobs_started, read_report, run_workflow, snapshot, write_config
 
 pytestmark = pytest.mark.slow
 REAL_DCM2NIIX = Path(sys.executable).parent / "dcm2niix"
@@ -99,8 +100,12 @@ def test_a_failing_dcm2niix_fails_only_its_series(work, case, body, message):
     assert not any("T2w" in f for f in dataset_files(work / "out") if f.startswith("sub-"))
     assert tree_digest(work / "in/dicom") == before
     # Fixed dcm2niix: only the failed series runs again, and the run succeeds.
+    exported = {f: m for f, m in snapshot(work / "out").items() if f.startswith("sub-") and not f.endswith("scans.tsv")}
     proc = run_workflow(work, cfg(work))
+    assert jobs_started(proc.stdout + proc.stderr).get("convert_series") == 1
     assert "T2w" in " ".join(dataset_files(work / "out"))
+    after = snapshot(work / "out")
+    assert {f for f, m in exported.items() if after.get(f) != m} == set()  # the others were not redone
 
 
 def test_corrupt_zero_byte_and_non_dicom_files_inside_a_series(work):
@@ -181,12 +186,26 @@ def test_a_series_folder_that_also_holds_an_unlisted_series(work):
     ],
 )
 def test_bad_cells_are_named_with_line_and_column(work, column, value, message):
+    """The planning checkpoint's body, in-process (the end-to-end run is the next test)."""
     rows = rows_of(work)
     rows[1][column] = value
     write_rows(work / "in/series_table.tsv", rows)
+    config = {"series_table": str(work / "in/series_table.tsv"), "dicom_root": str(work / "in/dicom"), "output_dir": str(work / "out"),
+              "overwrite": "skip", "subject_identifier_source": "subject_code"}  # fmt: skip
+    with pytest.raises(jobs.PlanningFailed) as failed:
+        jobs.plan_job(config, str(work / "plan.tsv"), str(work / "state" / "excluded.tsv"), str(work / "plan.log"))
+    assert f"series_table.tsv:3: column '{column}': " in str(failed.value) and message in str(failed.value)
+    assert not (work / "plan.tsv").exists() and not (work / "out").exists()
+
+
+def test_a_bad_cell_stops_the_run_with_its_line_and_column(work):
+    rows = rows_of(work)
+    rows[1]["directory_type"] = "brain"
+    write_rows(work / "in/series_table.tsv", rows)
     proc = run_workflow(work, cfg(work), check=False)
     assert proc.returncode != 0
-    assert f"series_table.tsv:3: column '{column}': " in proc.stderr and message in proc.stderr
+    assert "series_table.tsv:3: column 'directory_type': 'brain' is not one of" in proc.stderr
+    assert not (work / "out" / "code").exists()
 
 
 def test_labels_never_escape_the_output_folder(work):
@@ -211,9 +230,3 @@ def test_symlink_loop_in_dicom_root(work):
     run_workflow(work, cfg(work))
     assert all(r["status"] == "exported" for r in read_report(work / "out"))
     assert tree_digest(work / "in/dicom") == before
-
-
-def test_unwritable_output_dir(work):
-    (work / "out").write_text("a file where the output folder should be")
-    proc = run_workflow(work, cfg(work), check=False)
-    assert proc.returncode != 0 and "cannot write to output_dir" in proc.stderr

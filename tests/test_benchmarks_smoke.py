@@ -1,4 +1,6 @@
-"""Keeps benchmarks/run.py from rotting: the smallest run, no timing asserted."""
+"""Keeps benchmarks/run.py from rotting: the smallest run, no timing asserted. It
+writes only under its temporary folder (``--cache``) and installs nothing (``--tools
+none``: the dcm2bids comparison needs a pip install into its own virtualenv)."""
 
 import subprocess
 import sys
@@ -12,10 +14,12 @@ pytestmark = pytest.mark.slow
 
 def test_benchmark_entry_point_quick(tmp_path):
     proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--subjects", "1", "--cores", "2"],
+        [sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--subjects", "1", "--cores", "2",
+         "--tools", "none", "--cache", str(tmp_path)],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "NIfTI export, 1 subjects (3 series) vs `xargs -P 2 dcm2niix`" in proc.stdout
     assert "re-run after adding one subject" in proc.stdout
     assert "| 100 |" in proc.stdout
+    assert {p.name for p in tmp_path.iterdir()} >= {"work-quick", "cohort-small-3"}  # its cohort and work, here

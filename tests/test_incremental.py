@@ -7,7 +7,7 @@ import gzip
 import hashlib
 import json
 import os
-import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from bidsport.demo_data import make_demo
-from helpers import REPO, SNAKEMAKE, dataset_files, run_workflow, write_config
+from helpers import REPO, SNAKEMAKE, dataset_files, jobs_started, run_workflow, snapshot, write_config
 
 pytestmark = pytest.mark.slow
 KEEP = {"t1_mprage", "ep2d_bold_rest", "gre_field_mapping"}
@@ -39,10 +39,6 @@ def write_rows(path: Path, rows: list[dict], columns: list[str]) -> None:
         writer.writerows(rows)
 
 
-def snapshot(out: Path) -> dict[str, int]:
-    return {rel: (out / rel).stat().st_mtime_ns for rel in dataset_files(out)}
-
-
 def digests(out: Path) -> dict[str, str]:
     result = {}
     for rel in dataset_files(out):
@@ -55,30 +51,56 @@ def digests(out: Path) -> dict[str, str]:
     return result
 
 
-def jobs_in_dry_run(text: str) -> dict[str, int]:
-    counts = {}
-    for m in re.finditer(r"^(?:local)?rule (\w+):", text, re.M):
-        counts[m.group(1)] = counts.get(m.group(1), 0) + 1
-    return counts
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """Made once per module: a two-subject export in ``work``, kept as ``pristine``
+    (copied back for each test), and a three-subject cohort (``in3``, only read)."""
+    base = tmp_path_factory.mktemp("incremental")
+    work = base / "work"
+    small_cohort(work / "in")
+    cfg = write_config(work, series_table="in/series_table.tsv", dicom_root="in/dicom", output_dir="out", copy_workers=4)
+    run_workflow(work, cfg)
+    work.rename(base / "pristine")  # same inodes: those the ledger recorded
+    small_cohort(base / "in3", n_subjects=3)
+    return base, snapshot(base / "pristine" / "out")
+
+
+def restore(pristine: Path, work: Path) -> None:
+    """Copy ``pristine`` to ``work``; the exported images and sidecars are hard links:
+    the ledger knows a file it installed by its inode, and the workflow only ever
+    replaces such files (rename), never writes into them."""
+
+    def link_or_copy(src, dst):
+        parts = Path(src).relative_to(pristine).parts
+        if parts[0] == "out" and parts[1].startswith("sub-"):
+            os.link(src, dst)
+        else:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(pristine, work, symlinks=True, copy_function=link_or_copy)
 
 
 @pytest.fixture
-def cohort(tmp_path):
-    table = small_cohort(tmp_path / "in")
-    cfg = write_config(tmp_path, series_table=str(table), dicom_root=str(tmp_path / "in" / "dicom"), output_dir="out", copy_workers=4)
-    run_workflow(tmp_path, cfg)
-    return tmp_path, cfg, table
+def cohort(shared):
+    """The finished export as it was, at the path it was made at (its specs and
+    Snakemake's metadata hold absolute paths), mtimes and inodes kept."""
+    base, made = shared
+    work = base / "work"
+    if work.exists():
+        shutil.rmtree(work)
+    restore(base / "pristine", work)
+    yield work, work / "config.yaml", work / "in" / "series_table.tsv"
+    assert snapshot(base / "pristine" / "out") == made  # no test wrote through a link
 
 
-def test_noop_rerun_does_nothing_quickly(cohort):
+def test_noop_rerun_runs_no_job(cohort):
     work, cfg, _ = cohort
     before = snapshot(work / "out")
-    t0 = time.monotonic()
     proc = run_workflow(work, cfg)
-    elapsed = time.monotonic() - t0
-    assert "Nothing to be done" in proc.stdout + proc.stderr
+    text = proc.stdout + proc.stderr
+    assert "Nothing to be done" in text
+    assert jobs_started(text) == {}  # not even the planning checkpoint
     assert snapshot(work / "out") == before
-    print(f"\nno-op re-run: {elapsed:.2f} s")
 
 
 def test_unrelated_config_key_reruns_nothing(cohort):
@@ -98,10 +120,8 @@ def test_changing_one_row_reruns_only_that_series(cohort):
     target = next(r for r in rows if r["subject_code"] == "P-002" and r["directory_type"] == "func")
     target["task"] = "nback"
     write_rows(table, rows, list(rows[0]))
-    t0 = time.monotonic()
     proc = run_workflow(work, cfg, "--printshellcmds")
-    elapsed = time.monotonic() - t0
-    ran = jobs_in_dry_run(proc.stdout + proc.stderr)
+    ran = jobs_started(proc.stdout + proc.stderr)
     assert ran.get("convert_series") == 1, ran
     after = snapshot(out)
     old = "sub-P002/ses-M00/func/sub-P002_ses-M00_task-rest_bold.nii.gz"
@@ -116,21 +136,20 @@ def test_changing_one_row_reruns_only_that_series(cohort):
         assert "bids::" + new in json.loads((out / sidecar).read_text())["IntendedFor"]
     scans = (out / "sub-P002/ses-M00/sub-P002_ses-M00_scans.tsv").read_text()
     assert "task-nback" in scans and "task-rest" not in scans  # dataset-level files refreshed
-    print(f"\none-series change: {elapsed:.2f} s")
 
 
-def test_adding_a_subject_only_adds_jobs(cohort):
+def test_adding_a_subject_only_adds_jobs(cohort, shared):
     work, cfg, table = cohort
+    base = shared[0]
     out = work / "out"
     before = snapshot(out)
-    bigger = small_cohort(work / "in3", n_subjects=3)
     rows = list(csv.DictReader(open(table), delimiter="\t"))
-    new_rows = [r for r in csv.DictReader(open(bigger), delimiter="\t") if r["subject_code"] == "P-003"]
+    new_rows = [r for r in csv.DictReader(open(base / "in3" / "series_table.tsv"), delimiter="\t") if r["subject_code"] == "P-003"]
     for r in new_rows:
-        r["dicom_path"] = str(work / "in3" / "dicom" / r["dicom_path"])
+        r["dicom_path"] = str(base / "in3" / "dicom" / r["dicom_path"])
     write_rows(table, rows + new_rows, list(rows[0]))
     proc = run_workflow(work, cfg)
-    ran = jobs_in_dry_run(proc.stdout + proc.stderr)
+    ran = jobs_started(proc.stdout + proc.stderr)
     assert ran.get("convert_series") == len(new_rows), ran
     after = snapshot(out)
     for rel, mtime in before.items():
@@ -148,7 +167,7 @@ def test_deleted_file_is_restored_exactly(cohort):
     (out / victim).unlink()
     dry = run_workflow(work, cfg, "-n")
     text = dry.stdout + dry.stderr
-    assert jobs_in_dry_run(text).get("convert_series") == 1 and "reason: Forced execution" in text  # its manifest stays; the job is marked forced
+    assert jobs_started(text).get("convert_series") == 1 and "reason: Forced execution" in text  # its manifest stays; the job is marked forced
     run_workflow(work, cfg)
     after = snapshot(out)
     assert gzip.decompress((out / victim).read_bytes()) == gzip.decompress(content)
@@ -157,13 +176,14 @@ def test_deleted_file_is_restored_exactly(cohort):
     assert not {f for f in changed if f.startswith("sub-")}, changed
 
 
-def test_sigkill_mid_export_then_rerun_matches_a_clean_run(tmp_path):
-    table = small_cohort(tmp_path / "in", n_subjects=3)
+def test_sigkill_mid_export_then_rerun_matches_a_clean_run(tmp_path, shared):
+    in3 = shared[0] / "in3"  # only read
+    table = in3 / "series_table.tsv"
     slow = tmp_path / "slow-dcm2niix"
     real = Path(sys.executable).parent / "dcm2niix"
     slow.write_text(f"#!/bin/sh\nsleep 0.7\nexec {real} \"$@\"\n")
     slow.chmod(0o755)
-    common = dict(series_table=str(table), dicom_root=str(tmp_path / "in" / "dicom"), dcm2niix_path=str(slow))
+    common = dict(series_table=str(table), dicom_root=str(in3 / "dicom"), dcm2niix_path=str(slow))
     reference_cfg = write_config(tmp_path, **common, output_dir="reference")
     run_workflow(tmp_path, reference_cfg)
     killed_dir = tmp_path / "killed"
@@ -218,14 +238,11 @@ def test_row_that_returns_after_its_files_were_deleted_is_exported_again(cohort)
     work, cfg, table = cohort
     out = work / "out"
     rows = list(csv.DictReader(open(table), delimiter="\t"))
-    run_workflow(work, cfg)
     write_rows(table, [r for r in rows if r["subject_code"] != "P-002"], list(rows[0]))
     run_workflow(work, cfg)
-    import shutil
-
     shutil.rmtree(out / "sub-P002")
     write_rows(table, rows, list(rows[0]))
     proc = run_workflow(work, cfg)
-    ran = jobs_in_dry_run(proc.stdout + proc.stderr)
+    ran = jobs_started(proc.stdout + proc.stderr)
     assert ran.get("convert_series") == sum(r["subject_code"] == "P-002" for r in rows), ran
     assert (out / "sub-P002/ses-M00/anat/sub-P002_ses-M00_T1w.nii.gz").exists()

@@ -9,7 +9,7 @@ REL = "sub-1/anat/sub-1_T1w.nii.gz"
 def _install(out, tmp_path, previous):
     src = tmp_path / "new.nii.gz"
     src.write_bytes(b"new")
-    installer = es.Installer(out, "s1", "skip", previous)
+    installer = es.Installer(out, "skip", previous)
     installer.install_file(src, REL)
     return installer
 

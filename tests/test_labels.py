@@ -1,6 +1,6 @@
 import pytest
 
-from bidsport.labels import LabelError, sanitize_label, sanitize_or_none
+from bidsport.labels import LabelError, sanitize_label
 
 
 @pytest.mark.parametrize(
@@ -24,8 +24,3 @@ def test_sanitize_label_refuses_values_without_letters(raw):
     with pytest.raises(LabelError):
         sanitize_label(raw)
 
-
-def test_sanitize_or_none():
-    assert sanitize_or_none("") is None
-    assert sanitize_or_none("  ") is None
-    assert sanitize_or_none("M-00") == "M00"

@@ -12,15 +12,13 @@ from __future__ import annotations
 import gzip
 import json
 import hashlib
-import os
 import re
 
 import pytest
 
 from bidsport import nils_db
-from helpers import SAMPLES, dataset_files, needs_samples, read_report, run_workflow, validator_issues, write_config
+from helpers import SAMPLES, dataset_files, jobs_started, needs_samples, read_report, run_workflow, snapshot, validator_issues, write_config
 from nils_fixture import PEOPLE, REVIEW, equivalent_subject_tables, equivalent_table, load_samples
-from test_incremental import jobs_in_dry_run, snapshot
 
 pytestmark = [pytest.mark.slow, needs_samples]
 
@@ -31,9 +29,14 @@ PH_UID = "1.3.46.670589.11.38109.5.0.13652.2023102414525915777"
 
 @pytest.fixture(scope="module")
 def nils(postgres):
+    """Database ``nils`` (the re-run tests at the end change it) and an untouched
+    copy, ``nils_pristine``, for tests that must not depend on the order."""
     postgres.create_database("nils")
     with postgres.admin("nils") as conn:
         load_samples(conn, SAMPLES)
+    with postgres.admin("postgres") as conn:
+        conn.execute('DROP DATABASE IF EXISTS "nils_pristine"')
+        conn.execute('CREATE DATABASE "nils_pristine" TEMPLATE "nils"')
     return postgres
 
 
@@ -146,7 +149,7 @@ def test_participants_have_sex_and_age_at_the_first_exported_session(db_export):
 
 def test_no_birth_date_name_identifier_or_password_is_written(db_export, nils):
     secrets = [nils.password]
-    for code, person in PEOPLE.items():
+    for person in PEOPLE.values():
         birth = person["birth"]
         secrets += [birth, birth.replace("-", ""), person["name"], person["name"].split("^")[0]]
     secrets += [f"MRN{9000 + n}" for n in range(len(PEOPLE))]
@@ -224,7 +227,7 @@ def test_reclassified_stack_reruns_only_that_stack(db_export, nils):
     assert "checkpoint plan:" in dry.stdout and "reason: Forced execution" in dry.stdout
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == state
     proc = run_workflow(db_export["work"], db_export["cfg"], "--printshellcmds", env=nils.env)
-    assert jobs_in_dry_run(proc.stdout + proc.stderr).get("convert_series") == 1
+    assert jobs_started(proc.stdout + proc.stderr).get("convert_series") == 1
     after = snapshot(out)
     assert "sub-S004/ses-20230214/anat/sub-S004_ses-20230214_T1w.nii.gz" not in after
     assert _changed(before, after) == [
@@ -242,7 +245,7 @@ def test_subject_added_to_the_cohort_adds_only_its_jobs(db_export, nils):
             "WHERE s.subject_code = 'UIH' AND c.name = 'study'"
         )
     proc = run_workflow(db_export["work"], db_export["cfg"], "--printshellcmds", env=nils.env)
-    assert jobs_in_dry_run(proc.stdout + proc.stderr).get("convert_series") == 2
+    assert jobs_started(proc.stdout + proc.stderr).get("convert_series") == 2
     after = snapshot(out)
     assert all(f.startswith("sub-S008/") for f in _changed(before, after))
     assert [f for f in before if f.startswith("sub-") and before[f] != after.get(f) and not f.endswith("scans.tsv")] == []
@@ -266,32 +269,42 @@ def test_a_listed_file_missing_on_disk_fails_only_its_series(db_export, nils):
     assert "1 series failed" in proc.stderr
 
 
-# ---- configuration errors (parse time, before anything runs)
+# ---- configuration errors (parse time, before anything runs): common.smk calls
+# nils_db.write_snapshot in the main process; tested in-process here, and once end
+# to end (the password case: the message reaches the terminal, the password never).
+# The checks that need no server are in test_refusals.py.
 
 
-def test_unknown_cohort_is_one_error_listing_the_cohorts(nils, tmp_path):
-    cfg = db_config(tmp_path, nils, nils_cohort="stduy")
-    proc = run_workflow(tmp_path, cfg, "-n", env=nils.env, check=False)
-    assert proc.returncode != 0
-    assert (
-        f"nils_cohort 'stduy' is not a cohort of the NILS database {nils.url('nils')}; its cohorts: other (2 subjects), study"
-        in proc.stdout + proc.stderr
-    )
+def snapshot_config(nils, tmp_path, **extra):
+    values = {"nils_database_url": nils.url("nils_pristine"), "nils_cohort": "study", "dicom_root": str(SAMPLES),
+              "output_dir": str(tmp_path / "bids"), "subject_identifier_source": "STUDY_ID", **extra}  # fmt: skip
+    return values
 
 
-def test_unknown_identifier_type_is_one_error_listing_the_types(nils, tmp_path):
-    cfg = db_config(tmp_path, nils, subject_identifier_source="STUDYID")
-    proc = run_workflow(tmp_path, cfg, "-n", env=nils.env, check=False)
-    assert proc.returncode != 0
-    assert "subject_identifier_source 'STUDYID' is not an id_types.id_type_name (or id) of the NILS database" in proc.stdout + proc.stderr
-    assert "its id types: MRN (2), STUDY_ID (1)" in proc.stdout + proc.stderr
+def test_unknown_cohort_is_one_error_listing_the_cohorts(nils, tmp_path, monkeypatch):
+    monkeypatch.setenv("PGPASSWORD", nils.password)
+    with pytest.raises(nils_db.NilsDatabaseError) as info:
+        nils_db.write_snapshot(snapshot_config(nils, tmp_path, nils_cohort="stduy"))
+    url = nils.url("nils_pristine")
+    assert str(info.value) == f"nils_cohort 'stduy' is not a cohort of the NILS database {url}; its cohorts: other (2 subjects), study (6 subjects)"
+    assert not (tmp_path / "bids").exists()
 
 
-def test_series_table_and_database_together_is_an_error(nils, tmp_path):
-    cfg = db_config(tmp_path, nils, series_table="series.tsv")
-    proc = run_workflow(tmp_path, cfg, "-n", env=nils.env, check=False)
-    assert proc.returncode != 0
-    assert "give either series_table or nils_database_url, not both" in proc.stdout + proc.stderr
+def test_unknown_identifier_type_is_one_error_listing_the_types(nils, tmp_path, monkeypatch):
+    monkeypatch.setenv("PGPASSWORD", nils.password)
+    with pytest.raises(nils_db.NilsDatabaseError) as info:
+        nils_db.write_snapshot(snapshot_config(nils, tmp_path, subject_identifier_source="STUDYID"))
+    assert "subject_identifier_source 'STUDYID' is not an id_types.id_type_name (or id) of the NILS database" in str(info.value)
+    assert "its id types: MRN (2), STUDY_ID (1)" in str(info.value)
+    assert not (tmp_path / "bids").exists()
+
+
+def test_wrong_password_is_one_error_without_the_password(nils, tmp_path, monkeypatch):
+    monkeypatch.setenv("PGPASSWORD", "not-" + nils.password)
+    with pytest.raises(nils_db.NilsDatabaseError) as info:
+        nils_db.write_snapshot(snapshot_config(nils, tmp_path))
+    assert str(info.value).startswith(f"cannot connect to the NILS database {nils.url('nils_pristine')}: ")
+    assert nils.password not in str(info.value)
 
 
 def test_a_password_in_the_url_is_refused_and_never_shown(nils, tmp_path):
@@ -306,16 +319,18 @@ def test_a_password_in_the_url_is_refused_and_never_shown(nils, tmp_path):
 
 def test_list_cohorts_and_load_cohort_api(nils, monkeypatch):
     monkeypatch.setenv("PGPASSWORD", nils.password)
-    cohorts = nils_db.list_cohorts(nils.url("nils"))
-    assert [c["name"] for c in cohorts] == ["other", "study"]
-    assert cohorts[0]["n_subjects"] == 2 and cohorts[1]["n_subjects"] in (6, 7)  # 7 once UIH joined (re-run test)
-    series, instances, subjects, identifiers = nils_db.load_cohort(nils.url("nils"), "other", SAMPLES, id_type="STUDY_ID")
-    assert set(series["subject_code"]) == {"Magdeburg"} | ({"UIH"} if "UIH" in set(series["subject_code"]) else set())
+    url = nils.url("nils_pristine")
+    cohorts = nils_db.list_cohorts(url)
+    assert cohorts == [{"name": "other", "n_subjects": 2}, {"name": "study", "n_subjects": 6}]  # GE-1486 is inactive
+    series, instances, subjects, identifiers = nils_db.load_cohort(url, "other", SAMPLES, id_type="STUDY_ID")
+    assert set(series["subject_code"]) == {"Magdeburg", "UIH"}
     assert list(instances.columns) == ["series_instance_uid", "stack_index", "instance_number", "dicom_file_path"]
+    assert set(instances["series_instance_uid"]) == set(series["series_instance_uid"])
     assert set(identifiers["id_type"]) == {"STUDY_ID"}
+    assert set(subjects["subject_code"]) == {"Magdeburg", "UIH"}
     import psycopg
 
-    with nils_db.connect(nils.url("nils")) as conn, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+    with nils_db.connect(url) as conn, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
         conn.execute("UPDATE cohort SET name = 'x'")  # bidsport's connection never writes
     assert "patient_birth_date" not in series.columns and not any(re.search(r"19\d\d-\d\d-\d\d", str(v)) for v in series["age_at_study"])
 
@@ -332,5 +347,6 @@ def test_relative_paths_take_the_sub_prefix_where_only_that_exists(tmp_path):
 
 def test_mask_url_hides_passwords():
     assert nils_db.mask_url("postgresql://u:s3cret@h:5432/db") == "postgresql://u:***@h:5432/db"
-    assert "s3cret" not in nils_db.mask_url("host=h password=s3cret dbname=db")
-    assert os.environ.get("PGPASSWORD", "") not in ("s3cret",)
+    assert nils_db.mask_url("host=h password=s3cret dbname=db") == "host=h password=*** dbname=db"
+    assert nils_db.mask_url("host=h password='s3 cret' dbname=db") == "host=h password=*** dbname=db"
+    assert nils_db.mask_url("postgresql://u@h:5432/db") == "postgresql://u@h:5432/db"  # nothing to hide

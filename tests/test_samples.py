@@ -80,8 +80,9 @@ def test_conversions_match_the_upstream_reference_voxels(export):
             shapes = {f: nib.load(export["out"] / f).shape for f in ours}
             match = [f for f, s in shapes.items() if s == ref_img.shape]
             assert match, (ref, shapes)
-            img = nib.load(export["out"] / match[0])
-            assert (img.get_fdata() == ref_img.get_fdata()).all() or len(match) > 1
+            # One of our outputs of that shape (echoes share one) holds the reference voxels.
+            reference = ref_img.get_fdata()
+            assert any((nib.load(export["out"] / f).get_fdata() == reference).all() for f in match), (ref, match)
             checked += 1
     assert checked >= 10
 

@@ -1,4 +1,4 @@
-"""Every value of the classifier's vocabulary (shared/NILS_VOCABULARY.md), and the
+"""Every value of the classifier's vocabulary (docs/vocabulary.md), and the
 combinations that occur in practice, walked through the planner: each gets a
 destination that is raw BIDS per the schema or covered by the generated
 .bidsignore; classifications that differ never differ only by ``run-``; no map
@@ -227,8 +227,8 @@ def test_excluded_localizer_and_manual_review():
     assert next(e for e in again.entries if e.series_instance_uid == "1.2.1").suffix == "localizer"
 
 
-def test_readme_naming_table_is_generated_from_the_mapping():
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+def test_docs_naming_table_is_generated_from_the_mapping():
+    page = (REPO / "docs" / "naming.md").read_text(encoding="utf-8")
     begin, end = "<!-- naming-table:begin (python -m bidsport.mapping) -->\n", "<!-- naming-table:end -->"
-    assert begin in readme and end in readme, "README lost its generated naming table markers"
-    assert readme.split(begin, 1)[1].split(end, 1)[0] == mapping.markdown_table()
+    assert begin in page and end in page, "docs/naming.md lost its generated naming table markers"
+    assert page.split(begin, 1)[1].split(end, 1)[0] == mapping.markdown_table()

@@ -78,10 +78,12 @@ def test_validator_reports_zero_errors(vocabulary_export):
 def test_incomplete_mp2rage_sidecars_are_ignored_and_reported(vocabulary_export):
     ignore = (vocabulary_export / ".bidsignore").read_text().splitlines()
     assert any("MP2RAGE" in line for line in ignore)
-    rows = {r["series_description"] or r["files"]: r for r in read_report(vocabulary_export)}
-    mp2rage = [r for r in read_report(vocabulary_export) if "inv-1_MP2RAGE" in r["files"]]
+    report = read_report(vocabulary_export)
+    mp2rage = [r for r in report if "inv-1_MP2RAGE" in r["files"]]
     assert mp2rage and "RepetitionTimePreparation" in mp2rage[0]["warnings"] and ".bidsignore" in mp2rage[0]["warnings"]
-    assert rows  # every series is in the report
+    # every series is in the report, exported (ignored by the validator, not dropped)
+    assert len(report) == len({r["series_instance_uid"] for r in report}) == len(SERIES)
+    assert {r["status"] for r in report} == {"exported"}
 
 
 def test_real_fieldmap_with_a_site_word_for_phase_pairs_by_its_images(tmp_path, source):

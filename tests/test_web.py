@@ -20,9 +20,10 @@ import yaml
 
 from bidsport import demo_data
 from bidsport.synthdicom import make_uid, spec_for, write_series
-from helpers import dataset_files, read_report, run_workflow, validator_issues
+from helpers import SAMPLES, dataset_files, needs_samples, read_report, run_workflow, validator_issues
 
-pytestmark = pytest.mark.slow
+# Every test here is slow (a browser, or a real export) but the token test: it starts
+# only the server, so the quick loop covers the page's server side.
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
@@ -135,6 +136,16 @@ def slow_dcm2niix(work: Path, seconds: float, fail_on: str | None = None) -> str
     return str(path)
 
 
+def held_dcm2niix(work: Path, series: str, release: Path) -> str:
+    """The real dcm2niix, except that the conversion of ``series`` waits until the
+    test creates ``release``: the test sees the run mid-way for as long as it needs."""
+    path = work / "held-dcm2niix"
+    wait = f'case "$*" in *{series}*) while [ ! -e "{release}" ]; do sleep 0.05; done;; esac\n'
+    path.write_text(f'#!/bin/sh\nif [ "$1" = "-v" ]; then exec {REAL_DCM2NIIX} "$@"; fi\n{wait}exec {REAL_DCM2NIIX} "$@"\n')
+    path.chmod(0o755)
+    return str(path)
+
+
 def open_page(browser, server: Server):
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     errors = []
@@ -198,10 +209,12 @@ def assert_no_partial_file(output: Path):
             gzip.decompress(path.read_bytes())  # complete, or this raises
 
 
+@pytest.mark.slow
 def test_export_from_the_page(browser, start_server, cohort, tmp_path):
     from playwright.sync_api import expect
 
-    server = start_server(dcm2niix_path=slow_dcm2niix(tmp_path, 0.3), qc_snapshots=True, convert_timeout=600)
+    release = tmp_path / "release-bold"
+    server = start_server(dcm2niix_path=held_dcm2niix(tmp_path, "09_bold_rest", release), qc_snapshots=True, convert_timeout=600)
     page = open_page(browser, server)
     out = tmp_path / "bids"
     fill_form(page, cohort, out, workers="2")
@@ -215,10 +228,14 @@ def test_export_from_the_page(browser, start_server, cohort, tmp_path):
     assert not out.exists()  # a preview writes nothing
 
     page.get_by_role("button", name="Start export").click()
+    # The BOLD conversion is held: the other three series finish and the bar shows it.
+    expect(page.locator("#progress-text")).to_contain_text("3 / 4 series", timeout=LONG)
+    assert progress(page) == (3, 4)
+    expect(page.get_by_role("status")).to_contain_text("running")
+    release.touch()
     seen = watch_until_end(page)
     expect(page.get_by_role("status")).to_contain_text("finished")
     assert seen[-1] == (4, 4)
-    assert any(0 < value < 4 for value, _ in seen), seen  # the bar moved through the run
     expect(page.locator("#summary")).to_contain_text("exported4")
     expect(page.locator("#log")).to_contain_text("steps (100%) done")
 
@@ -226,7 +243,7 @@ def test_export_from_the_page(browser, start_server, cohort, tmp_path):
     saved = yaml.safe_load((out / "code/bidsport/config.yaml").read_text())
     assert saved["output_dir"] == str(out) and Path(saved["series_table"]).is_absolute()
     assert saved["exclude_provenance"] == ["SyMRI"] and saved["convert_workers"] == 2
-    assert saved["dcm2niix_path"].endswith("slow-dcm2niix") and saved["convert_timeout"] == 600  # passed through
+    assert saved["dcm2niix_path"].endswith("held-dcm2niix") and saved["convert_timeout"] == 600  # passed through
     cli = tmp_path / "cli"
     cli.mkdir()
     (cli / "config.yaml").write_text(yaml.safe_dump({**saved, "output_dir": str(cli / "bids")}))
@@ -250,6 +267,7 @@ def test_export_from_the_page(browser, start_server, cohort, tmp_path):
     assert page.js_errors == []
 
 
+@pytest.mark.slow
 def test_cancel_then_start_again_resumes(browser, start_server, cohort, tmp_path):
     from playwright.sync_api import expect
 
@@ -286,6 +304,7 @@ def test_cancel_then_start_again_resumes(browser, start_server, cohort, tmp_path
     assert validator_issues(out)["errors"] == []
 
 
+@pytest.mark.slow
 def test_a_failing_series_shows_its_reason(browser, start_server, cohort, tmp_path):
     from playwright.sync_api import expect
 
@@ -323,6 +342,7 @@ def test_token_and_origin_are_required(start_server, tmp_path):
     assert not (tmp_path / "bids").exists()
 
 
+@pytest.mark.slow
 def test_bad_field_values_are_rejected_beside_their_field(browser, start_server, cohort, tmp_path):
     from playwright.sync_api import expect
 
@@ -380,6 +400,7 @@ def test_bad_field_values_are_rejected_beside_their_field(browser, start_server,
     assert page.js_errors == []
 
 
+@pytest.mark.slow
 def test_one_export_per_folder_several_folders_at_once(start_server, cohort, tmp_path):
     import json
 
@@ -426,20 +447,19 @@ def test_one_export_per_folder_several_folders_at_once(start_server, cohort, tmp
         holder.wait()
 
 
+@pytest.mark.slow
+@needs_samples
 def test_a_database_cohort(browser, start_server, postgres, tmp_path):
     """With nils_database_url the page offers the database's cohorts
     (bidsport.nils_db); the run's config names the cohort instead of a table."""
     from playwright.sync_api import expect
 
-    from helpers import SAMPLES
     from nils_fixture import load_samples
 
-    if not SAMPLES.exists():
-        pytest.skip(f"sample DICOMs not found at {SAMPLES}")
-    postgres.create_database("nils")
-    with postgres.admin("nils") as conn:
+    postgres.create_database("web")  # its own database on the session's server
+    with postgres.admin("web") as conn:
         load_samples(conn, SAMPLES)
-    server = start_server(env=postgres.env, nils_database_url=postgres.url("nils"), dicom_root=str(SAMPLES))
+    server = start_server(env=postgres.env, nils_database_url=postgres.url("web"), dicom_root=str(SAMPLES))
     page = open_page(browser, server)
     cohorts = page.get_by_label("Cohort", exact=True)
     expect(cohorts.locator("option")).to_have_text(["Choose a cohort…", "Database cohort other", "Database cohort study"])

@@ -12,7 +12,7 @@ import os
 from functools import lru_cache
 
 # The few schema facts a per-series job needs, saved by the planning step: loading
-# the schema costs ~50 ms, which thousands of short series jobs would each pay.
+# the whole schema is a cost that thousands of short series jobs would each pay.
 FACTS_FILE = "schema_facts.json"
 _facts: dict | None = None
 
@@ -141,7 +141,3 @@ def parametric_suffixes() -> frozenset[str]:
 def _level(value) -> str:
     return value if isinstance(value, str) else value.get("level", "optional")
 
-
-@lru_cache(maxsize=1)
-def part_labels() -> tuple[str, ...]:
-    return tuple(_loaded().objects.entities.part.enum)

@@ -178,7 +178,7 @@ def finalize(
     if bids_tree:  # a fieldmap the validator would reject is exported, listed in .bidsignore, and said so
         all_files = [f["path"] for m in by_key.values() for f in m["files"]]
         _fill_phasediff_echo_times(output_dir, all_files)
-        for key, m in by_key.items():
+        for m in by_key.values():
             for rel, reason in incomplete_fieldmaps(output_dir, [f["path"] for f in m["files"]], set(all_files)).items():
                 incomplete |= {rel, _sidecar_of(rel)}
                 m["warnings"].append(f"{rel}: {reason}: exported, listed in .bidsignore")

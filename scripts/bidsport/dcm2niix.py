@@ -47,7 +47,7 @@ def find_dcm2niix(configured: str | None = None) -> str:
     except Exception:  # noqa: BLE001 - a broken wheel is just one candidate less
         wheel_bin = None
     # The wheel's console script on PATH is a Python wrapper that execs the binary:
-    # calling the binary itself saves one Python start-up (~80 ms) per series.
+    # calling the binary itself saves one Python start-up per series.
     if on_path and not (wheel_bin and _is_script(on_path)):
         candidates.append(("PATH", on_path))
     if wheel_bin:

@@ -467,22 +467,21 @@ def _same_content(a: Path, b: Path) -> bool:
 class Installer:
     """Moves finished files from scratch into the dataset, honouring ``overwrite``."""
 
-    def __init__(self, output_dir: Path, key: str, mode: str, previous: dict | None):
+    def __init__(self, output_dir: Path, mode: str, previous: dict | None):
         self.output_dir = output_dir
-        self.key = key
         self.mode = mode
         self.previous = {f["path"]: f.get("sig") for f in (previous or {}).get("files", [])}
         self.installed: list[dict] = []
         self.skipped: list[str] = []
 
-    def _ours(self, rel: str, target: Path) -> bool:
+    def _ours(self, rel: str) -> bool:
         """Written by this series last time (the dataset step may have edited a
         sidecar since, e.g. fieldmap links, so the content may differ)."""
         return rel in self.previous
 
     def install_file(self, src: Path, rel: str) -> None:
         target = inside(self.output_dir, rel)
-        if target.exists() and self.mode == "skip" and not self._ours(rel, target):
+        if target.exists() and self.mode == "skip" and not self._ours(rel):
             self.skipped.append(rel)
             self.installed.append({"path": rel, "status": "skipped", "sig": None})
             return
@@ -497,7 +496,7 @@ class Installer:
 
     def install_dir(self, src: Path, rel: str) -> None:
         target = inside(self.output_dir, rel)
-        if target.exists() and self.mode == "skip" and not self._ours(rel, target):
+        if target.exists() and self.mode == "skip" and not self._ours(rel):
             self.skipped.append(rel)
             self.installed.append({"path": rel, "status": "skipped", "sig": None})
             return
@@ -537,7 +536,7 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
     scratch = output_dir / STATE_DIR / "tmp" / f"{key}.{part}.{os.getpid()}.{threading.get_ident()}"
     shutil.rmtree(scratch, ignore_errors=True)
     previous = _read_json(ledger_path(output_dir, key, part))
-    installer = Installer(output_dir, key, spec.get("overwrite", "skip"), previous)
+    installer = Installer(output_dir, spec.get("overwrite", "skip"), previous)
     manifest = {"key": key, "part": part, "status": "failed", "files": [], "message": "", "warnings": [], "seconds": 0.0}
     started = time.monotonic()
     source = Path(spec["source"])

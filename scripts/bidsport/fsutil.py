@@ -1,5 +1,5 @@
-"""Small file helpers with no heavy imports (the per-series jobs import this;
-importing pandas there cost 0.5 s per series)."""
+"""Small file helpers with no heavy imports (the per-series jobs import this, and
+must not pay for pandas)."""
 
 from __future__ import annotations
 

@@ -45,9 +45,3 @@ def sanitize_label(value: object) -> str:
         raise LabelError(f"{text!r} has no letters or digits to make a BIDS label from")
     return label
 
-
-def sanitize_or_none(value: object) -> str | None:
-    """Like :func:`sanitize_label`, but ``None`` for an empty or missing value."""
-    if value is None or str(value).strip() == "":
-        return None
-    return sanitize_label(value)

@@ -7,7 +7,7 @@ acquisition label. :func:`bidsport.naming.name_series` applies it, the BIDS sche
 (bidsschematools) checks every resulting name, and whatever the schema has no raw
 name for is listed in ``.bidsignore`` (never dropped, never renamed into raw data).
 
-The README's naming table is generated from this module
+The naming table of ``docs/naming.md`` is generated from this module
 (``python -m bidsport.mapping``) and a test keeps the two equal.
 """
 
@@ -130,11 +130,11 @@ def base_contrast(c: Classification) -> str:
 
 @dataclass(frozen=True)
 class Rule:
-    when: str  # the condition, as the README shows it
+    when: str  # the condition, as the naming table shows it
     test: Callable[[Classification], bool]
     datatype: str
     suffix: str | Callable[[Classification], str]
-    shown: str  # the destination, as the README shows it
+    shown: str  # the destination, as the naming table shows it
     kind: str = "raw"  # raw | derived | synthetic | swi | localizer | misc | excluded
     role: str = "image"  # image | fmap | epi | dwi
     subfolder: str | None = None
@@ -233,7 +233,7 @@ def rule_for(c: Classification) -> Rule:
 
 
 def markdown_table() -> str:
-    """The naming table of the README, generated from :data:`RULES` and the entity tables."""
+    """The naming table of docs/naming.md, generated from :data:`RULES` and the entity tables."""
     lines = ["| classification (first match wins) | destination |", "|---|---|"]
     lines += [f"| {rule.when} | {rule.shown} |" for rule in RULES]
     lines.append("")

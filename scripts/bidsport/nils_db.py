@@ -1,10 +1,10 @@
 """Read a cohort straight from the classifier's PostgreSQL metadata database (NILS).
 
-The database (``../shared/NILS_DATABASE.md``) is read with one set-based, streamed
+The database (``docs/database.md``) is read with one set-based, streamed
 query (a server-side cursor) in a read-only transaction, and turned into the same
 tables a user would write by hand:
 
-* series     — the series-table contract (SERIES_TABLE.md), one row per classified
+* series     — the series-table contract (docs/series-table.md), one row per classified
   stack, plus ``localizer``, ``spinal_cord``, ``manual_review_required``,
   ``manual_review_reasons_csv`` and ``age_at_study`` (years; ``89+`` from 89 on);
 * instances  — ``series_instance_uid, stack_index, instance_number, dicom_file_path``:
@@ -129,7 +129,7 @@ ORDER BY c.name
 # belong to their series when it has exactly one stack. The age is computed here,
 # so the birth date never leaves the server. NOT MATERIALIZED (PostgreSQL >= 12)
 # lets the planner join the instances against the cohort's series as it sees fit:
-# materialized, it hashed all 2,000,000 instance rows of the benchmark (4 of 7 s).
+# materialized, it hashed every instance row of the database (benchmarks/nils_db.py).
 STACKS_SQL = """
 WITH members AS NOT MATERIALIZED (
     SELECT s.subject_id
@@ -270,8 +270,9 @@ def read_cohort(
                 id_type_id = _id_type_id(conn, id_type, url)
             number = "se.series_number::text" if _has_column(conn, "series", "series_number") else "NULL::text"
             sql = STACKS_SQL.format(series_number=number, stack_facts=_stack_fact_columns(conn))
-            # This session only: JIT compiling took 2.8 of 6.7 s at 100,000 stacks, and
-            # the default work_mem spilled the aggregation of the file lists to disk.
+            # This session only: JIT compiling took a large share of the statement at
+            # scale, and the default work_mem spilled the aggregation of the file lists
+            # to disk (benchmarks/results_nils_db.md).
             conn.execute("SET jit = off")
             conn.execute("SET work_mem = '64MB'")
             with conn.cursor(name="bidsport_stacks") as cur:  # server-side: streamed, not loaded at once

@@ -1,6 +1,8 @@
 """Plan the export: filter rows, label subjects and sessions, name every series.
 
-:func:`build_plan` is pure (tables in, :class:`Plan` out); :func:`write_plan`
+:func:`build_plan` turns the tables into a :class:`Plan` (it also reads the
+fieldmap links table and probes fieldmap series' headers, :mod:`bidsport.probe`,
+through a cache under ``.bidsport/probe``); :func:`write_plan`
 writes the human-readable ``plan.tsv`` and one small JSON *spec* per series, which
 is the only input of that series' conversion job. Specs are rewritten only when
 their content changes, so that a job re-runs only when its own series changed.
@@ -113,7 +115,6 @@ class Plan:
     excluded: list[dict] = field(default_factory=list)  # {line, subject_code, uid, status, reason}
     subjects: dict[str, str] = field(default_factory=dict)  # subject_code → label
     fallbacks: list[str] = field(default_factory=list)  # subject_codes with no alternative id
-    sessions: dict[tuple[str, str], dict] = field(default_factory=dict)  # (sub, ses) → info
     warnings: list[str] = field(default_factory=list)  # shown at planning time and in the report
 
 
@@ -123,8 +124,8 @@ def sources_with_several_series(table: pd.DataFrame, dicom_root: Path) -> set[st
     uids_under: dict[str, set[str]] = defaultdict(set)
     root = str(Path(dicom_root).absolute())
     for value, uid in zip(table["dicom_path"], table["series_instance_uid"]):
-        # Strings, not a Path per row and parent (10,000 rows: 0.9 → 0.1 s); the
-        # caller normalises a row's source the same way.
+        # Strings, not a Path per row and parent (large tables: benchmarks/, planning);
+        # the caller normalises a row's source the same way.
         folder = os.path.normpath(os.path.join(root, value))
         while True:
             uids_under[folder].add(uid)
@@ -142,7 +143,7 @@ def series_key(uid: str, stack_index: int) -> str:
 
 
 def with_default_provenance(rows: pd.DataFrame) -> pd.DataFrame:
-    """``provenance`` defaults to RawRecon (SERIES_TABLE.md)."""
+    """``provenance`` defaults to RawRecon (docs/series-table.md)."""
     if "provenance" not in rows.columns:
         return rows.assign(provenance="RawRecon")
     return rows.assign(provenance=rows["provenance"].where(rows["provenance"] != "", "RawRecon"))
@@ -432,16 +433,10 @@ def build_plan(
                 stack=stacks.stack_facts(r),
             )
         )
-    sessions = {}
-    for e in entries:
-        if e.session:
-            info = sessions.setdefault((e.subject, e.session), {"study_date": e.study_date, "times": []})
-            if e.series_time:
-                info["times"].append(e.series_time)
     # A bad fieldmap_links_table stops here, before any export.
     bids_nifti = layout == "bids" and any(f in NIFTI_FORMATS for f in formats)
     fieldmaps.check_plan_links(cfg, entries, excluded, bids_nifti=bids_nifti)
-    return Plan(entries=entries, excluded=excluded, subjects=labels, fallbacks=fallbacks, sessions=sessions,
+    return Plan(entries=entries, excluded=excluded, subjects=labels, fallbacks=fallbacks,
                 warnings=plan_warnings)  # fmt: skip
 
 

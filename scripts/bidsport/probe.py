@@ -1,7 +1,7 @@
 """What a series' images say about themselves, read at planning time.
 
 The classification decides a name, but the images have the last word where they
-can tell (NILS_VOCABULARY.md): whether a fieldmap series holds magnitude or phase
+can tell (docs/vocabulary.md): whether a fieldmap series holds magnitude or phase
 images, and which way its phase encoding runs. dcm2niix answers both with
 ``-b o`` (sidecars only: headers are read, no image is written, ~50 ms a series).
 Only fieldmap series are probed, and each answer is cached under the output's

@@ -100,10 +100,6 @@ def wants_nifti(config: dict) -> bool:
     return any(f in ("nii", "nii.gz") for f in config["_formats"])
 
 
-def wants_dicom(config: dict) -> bool:
-    return "dcm" in config["_formats"]
-
-
 def workflow_dir() -> Path:
     """The bidsport folder holding ``Snakefile`` and ``workflow/``.
 

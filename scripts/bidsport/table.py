@@ -1,7 +1,7 @@
 """Load and validate the series table and its two companion tables.
 
 Every problem is collected and reported together, one line each, naming the file,
-the line (row) and the column, before anything is written (SERIES_TABLE.md, Errors).
+the line (row) and the column, before anything is written (docs/series-table.md, Errors).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # imported where used: ~1 s of start-up that steps without tables skip
+if TYPE_CHECKING:  # imported where used: start-up that steps without tables skip
     import jsonschema
     import pandas as pd
 

@@ -1,4 +1,4 @@
-"""The classifier's vocabulary, column by column (``shared/NILS_VOCABULARY.md``).
+"""The classifier's vocabulary, column by column (``docs/vocabulary.md``).
 
 Every value NILS v0.2.0 emits is listed here, so that the planner can say which
 values of a table it does not know (:func:`unknown_values`) instead of guessing

@@ -1,6 +1,4 @@
 # Configuration, paths, and the input functions that read the plan.
-import json
-import os
 import sys
 from pathlib import Path
 
@@ -24,7 +22,7 @@ workflow_support.prepare_job_environment(workflow.basedir)
 
 # The plan, series, dataset and QC jobs are `run:` blocks that call bidsport: run
 # them as threads of this process (as --force-use-threads does), never as one new
-# Snakemake process each (~2 s of start-up a job). Set here, not only in the
+# Snakemake process each (a start-up per job). Set here, not only in the
 # profile, because a cluster job step that runs a group of series gets no such flag.
 workflow_support.run_jobs_in_threads(workflow)
 
@@ -41,7 +39,6 @@ OUT = Path(CFG["output_dir"])
 STATE = OUT / ".bidsport"
 CODE = OUT / "code" / "bidsport"
 ENV = str(Path(workflow.basedir) / "envs" / "bidsport.yaml")
-BIDS_TREE = CFG["layout"] == "bids" and settings.wants_nifti(CFG)
 
 # Never write under the sources. The output lock is taken by onstart (below): only
 # a real run holds it; a dry run, --report, --lint or --unlock writes nothing.

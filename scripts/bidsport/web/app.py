@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 KNOWN_PROVENANCES = [
     "RawRecon", "SyMRI", "SWIRecon", "EPIMix", "DTIRecon", "PerfusionRecon", "ASLRecon", "BOLDRecon",
     "ProjectionDerived", "SubtractionDerived", "Localizer",
-]  # fmt: skip (NILS_VOCABULARY.md)
+]  # fmt: skip (docs/vocabulary.md)
 EVENT_INTERVAL_SECONDS = 0.5
 
 

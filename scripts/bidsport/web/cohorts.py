@@ -12,7 +12,7 @@ from typing import Callable
 
 import pandas as pd
 
-from .. import table
+from .. import nils_db, table
 from ..plan import with_default_provenance
 
 # Config keys only the page reads: never written into an export's config.
@@ -73,14 +73,10 @@ def database_cohorts(defaults: dict) -> tuple[list[str], str | None]:
     if not url:
         return [], None
     try:
-        from .. import nils_db  # written on another branch; optional here
-    except ImportError:
-        return [], "this bidsport has no database support (bidsport.nils_db is missing)"
-    try:
         found = nils_db.list_cohorts(url)  # [{"name", "n_subjects"}]
     except Exception as exc:  # noqa: BLE001 - shown to the user, never a crash
         return [], f"cannot list the database's cohorts: {_without_secrets(str(exc), url)}"
-    return [str(c["name"]) if isinstance(c, dict) else str(c) for c in found], None
+    return [str(c["name"]) for c in found], None
 
 
 def _without_secrets(text: str, url: str) -> str:
@@ -152,8 +148,6 @@ class CohortCache:
         url = self.defaults["nils_database_url"]
 
         def read(id_type: str) -> pd.DataFrame:
-            from .. import nils_db
-
             try:
                 return nils_db.load_cohort(url, name, dicom_root, id_type=id_type)[3]
             except Exception as exc:  # noqa: BLE001 - e.g. an unknown id type, shown in the preview
@@ -165,13 +159,10 @@ class CohortCache:
         """The cohort as the workflow will see it: nils_db reads it, and its snapshot
         (the series-table contract) is checked by the same table loader."""
         url = self.defaults["nils_database_url"]
-        from .. import nils_db
-
         try:
-            loaded = nils_db.load_cohort(url, name, dicom_root)
+            series = nils_db.load_cohort(url, name, dicom_root)[0]
         except Exception as exc:  # noqa: BLE001 - shown beside the cohort field
             raise CohortError(_without_secrets(str(exc), url)) from exc
-        series = loaded[0] if isinstance(loaded, tuple) else loaded
         self.snapshot_dir.mkdir(parents=True, exist_ok=True)
         snapshot = self.snapshot_dir / f"{hashlib.sha1(name.encode()).hexdigest()[:12]}.tsv"
         series.drop(columns=["_line"], errors="ignore").to_csv(snapshot, sep="\t", index=False)

@@ -11,7 +11,8 @@ as a human expert would classify it.
                                               # expected_outputs.json (needs nibabel)
     python make_table.py --root DIR --dcm2niix BIN
 
-dicom_path values are relative to the dicom_root (default /work/shared/dicom-samples).
+dicom_path values are relative to the dicom_root (default: $BIDSPORT_SAMPLES, else
+../shared/dicom-samples beside the repository, as in tests/helpers.py).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pathlib import Path
 import pydicom
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_ROOT = "/work/shared/dicom-samples"
+DEFAULT_ROOT = os.environ.get("BIDSPORT_SAMPLES") or str(HERE.parents[3] / "shared" / "dicom-samples")
 
 COLUMNS = [
     "subject_code", "session_id", "study_date", "series_instance_uid", "stack_index",
@@ -304,7 +305,7 @@ def main(argv=None) -> int:
     ap.add_argument("--root", default=DEFAULT_ROOT, help="dicom_root (default %(default)s)")
     ap.add_argument("--out", default=str(HERE), help="output folder (default: this folder)")
     ap.add_argument("--outputs", action="store_true", help="also write expected_outputs.json")
-    ap.add_argument("--dcm2niix", default=shutil.which("dcm2niix") or "/work/venv/bin/dcm2niix")
+    ap.add_argument("--dcm2niix", default=shutil.which("dcm2niix") or str(Path(sys.executable).parent / "dcm2niix"))
     args = ap.parse_args(argv)
     root, out = Path(args.root), Path(args.out)
     rows = build_rows(root)
