@@ -85,3 +85,17 @@ def test_a_series_listed_twice_from_two_folders_is_a_duplicate(tmp_path):
     path = write(tmp_path, "P1\t1.2.3\ta\tanat\t\t\t\nP1\t1.2.3\tb\tanat\t\t\t\n")
     with pytest.raises(TableError, match="line 3.*duplicate|duplicate.*first seen on line 2"):
         load_series_table(path, tmp_path / "dicom")
+
+
+def test_stack_columns_are_checked_against_the_schema(tmp_path):
+    path = tmp_path / "stacks.tsv"
+    (tmp_path / "dicom" / "a").mkdir(parents=True)
+    path.write_text(
+        "subject_code\tseries_instance_uid\tstack_index\tdicom_path\tdirectory_type\tstack_echo_time\tstack_echo_numbers\n"
+        "P1\t1.2.3\t0\ta\tfmap\t4.92\t1\n"
+        "P1\t1.2.3\t1\ta\tfmap\t7,38\t1\\2\n",  # a decimal comma is not a number
+        encoding="utf-8",
+    )
+    with pytest.raises(TableError) as err:
+        load_series_table(path, tmp_path / "dicom")
+    assert f"{path}:3: column 'stack_echo_time'" in str(err.value) and len(err.value.problems) == 1
