@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Callable
 if TYPE_CHECKING:  # type hints only; table.read_table imports pandas when it reads
     import pandas as pd
 
-from . import fieldmaps, mapping, naming, vocabulary
+from . import fieldmaps, mapping, naming, overrides, vocabulary
 from .fsutil import write_if_changed
 from .labels import sanitize_label
 from .table import TableError, parse_date, parse_time, resolve_dicom_path
@@ -340,6 +340,8 @@ def build_plan(
         _images_have_the_last_word(records, image_facts)
     _tell_classifications_apart(records)
     plan_warnings += _unknown_value_warnings(records, table_path)
+    applied = overrides.apply(records, excluded, cfg)  # the user's decisions (docs/curation.md)
+    plan_warnings += applied.warnings
 
     # Run numbers: within (subject, session, folder, name), by acquisition time;
     # magnitude/phase siblings of one acquisition share one run number. Each stack
@@ -417,6 +419,7 @@ def build_plan(
             info = sessions.setdefault((e.subject, e.session), {"study_date": e.study_date, "times": []})
             if e.series_time:
                 info["times"].append(e.series_time)
+    applied.check_names(entries)  # an override that makes two series collide stops here
     # A bad fieldmap_links_table stops here, before any export.
     bids_nifti = layout == "bids" and any(f in NIFTI_FORMATS for f in formats)
     fieldmaps.check_plan_links(cfg, entries, excluded, bids_nifti=bids_nifti)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 PATH_KEYS = (
     "series_table", "instances_table", "subjects_table", "subject_identifiers_table", "fieldmap_links_table",
-    "sessions_table", "dicom_root", "output_dir",
+    "sessions_table", "overrides_table", "dicom_root", "output_dir",
 )  # fmt: skip
 # With nils_database_url these tables are the snapshot of the database (nils_db.py).
 DATABASE_TABLE_KEYS = ("series_table", "instances_table", "subjects_table", "subject_identifiers_table")

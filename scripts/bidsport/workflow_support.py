@@ -62,7 +62,8 @@ def clean_token(cfg: dict) -> str | None:
 
 def table_inputs(cfg: dict) -> list[str]:
     """Tables the planning checkpoint reads (an edit re-plans; specs change only if names do)."""
-    keys = ("series_table", "instances_table", "subjects_table", "subject_identifiers_table", "fieldmap_links_table")
+    keys = ("series_table", "instances_table", "subjects_table", "subject_identifiers_table", "fieldmap_links_table",
+            "overrides_table")
     return [cfg[k] for k in keys if cfg.get(k)]
 
 
