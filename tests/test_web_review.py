@@ -6,8 +6,8 @@ and, after the export, the validator's findings per file and the QC pictures."""
 from __future__ import annotations
 
 import csv
-import re
 import json
+import re
 
 import pytest
 import yaml
@@ -85,7 +85,7 @@ def test_review_exclude_and_task_then_export(browser, start_server, cohort, tmp_
     expect(page.locator("#preview-warnings")).not_to_contain_text("n-back")
 
     page.get_by_role("button", name="Start export").click()
-    expect(page.get_by_role("status").first).to_contain_text("finished", timeout=LONG)
+    expect(page.get_by_role("status")).to_contain_text("finished", timeout=LONG)
     files = dataset_files(out)
     assert "sub-P001/ses-M00/func/sub-P001_ses-M00_task-nback_bold.nii.gz" in files
     assert not any(f.endswith("_T2w.nii.gz") for f in files)

@@ -221,6 +221,7 @@ def review_row(e, refused: set) -> dict:
         "classification": e.classification,
         "datatype": e.datatype,
         "task": dict(e.entities).get("task", ""),
+        "entities": {k: v for k, v in e.entities},
         "destinations": destinations(e),
         "raw_bids": raw,
         "collides": (e.series_instance_uid, e.stack_index) in refused,
@@ -235,7 +236,7 @@ def excluded_row(x: dict) -> dict:
         "key": "", "uid": x.get("series_instance_uid", ""), "stack_index": int(x.get("stack_index") or 0),
         "subject": x.get("subject_code", ""), "session": "", "series": x.get("series_description") or x.get("series_instance_uid", ""),
         "description": x.get("series_description", ""), "intent": x.get("directory_type", ""), "provenance": x.get("provenance", ""),
-        "classification": "", "datatype": "", "task": "", "destinations": [], "raw_bids": True, "collides": False,
+        "classification": "", "datatype": "", "task": "", "entities": {}, "destinations": [], "raw_bids": True, "collides": False,
         "override": x.get("reason", ""), "excluded": True,
     }  # fmt: skip
 

@@ -158,7 +158,7 @@ function reviewRow(r, cohort) {
   }
   if (!r.excluded) {
     const fields = ENTITY_FIELDS.map((key) => {
-      const input = el("input", { type: "text", "aria-label": `${key} for ${name}`, autocomplete: "off" });
+      const input = el("input", { type: "text", value: r.entities[key] || "", "aria-label": `${key} for ${name}`, autocomplete: "off" });
       input.addEventListener("change", () => decide(target(), key, input.value.trim()));
       return el("label", {}, `${key} `, input);
     });
