@@ -106,8 +106,10 @@ function scheduleCheck() { clearTimeout(checkTimer); checkTimer = setTimeout(asy
 
 // ---------------------------------------------------------------- preview and review
 let previewGeneration = 0;
-const FIRST_ROWS = 60; // drawn at once; the rest follow in chunks, so a large cohort opens quickly
-const CHUNK_ROWS = 400;
+let shownRows = 0; // rows of the review table drawn so far (kept when an edit re-plans)
+let reviewObserver = null;
+let keepPlace = false; // set by an edit: the re-planned table keeps its rows and scroll position
+const PAGE_ROWS = 100; // drawn at once; more as the user scrolls, so a 5,000-series cohort opens quickly
 const ENTITY_FIELDS = ["acq", "run", "dir", "ce", "rec"];
 
 async function preview() {
@@ -124,19 +126,32 @@ async function preview() {
   const notes = [...p.errors.map((t) => el("pre", { class: "error", text: t })), ...p.warnings.map((t) => el("p", { class: "warning", text: `Warning: ${t}` }))];
   $("preview-warnings").replaceChildren(...notes);
   if (p.overrides) $("overrides-path").textContent = p.overrides;
-  const body_ = $("preview-plan").querySelector("tbody");
+  const tbody = $("preview-plan").querySelector("tbody");
   const cohort = $("cohort").value;
-  body_.replaceChildren(...p.rows.slice(0, FIRST_ROWS).map((r) => reviewRow(r, cohort)));
-  let next = FIRST_ROWS;
-  const more = () => {
-    if (generation !== previewGeneration || next >= p.rows.length) return;
+  const scroller = $("review-scroll");
+  const top = scroller.scrollTop;
+  const sentinel = $("review-more");
+  const keep = keepPlace;
+  keepPlace = false;
+  let next = 0;
+  const more = (count) => {
+    if (generation !== previewGeneration) return;
     const fragment = document.createDocumentFragment();
-    for (const r of p.rows.slice(next, next + CHUNK_ROWS)) fragment.append(reviewRow(r, cohort));
-    body_.append(fragment);
-    next += CHUNK_ROWS;
-    setTimeout(more, 0);
+    for (const r of p.rows.slice(next, next + count)) fragment.append(reviewRow(r, cohort));
+    next = Math.min(next + count, p.rows.length);
+    shownRows = next;
+    sentinel.textContent = next < p.rows.length ? `Showing ${next} of ${p.rows.length} series; scroll for more.` : "";
+    tbody.append(fragment);
+    if (next >= p.rows.length) observer.disconnect();
   };
-  setTimeout(more, 0);
+  const observer = new IntersectionObserver((entries) => { if (entries.some((e) => e.isIntersecting)) more(PAGE_ROWS); },
+    { root: scroller, rootMargin: "400px" });
+  if (reviewObserver) reviewObserver.disconnect();
+  reviewObserver = observer;
+  tbody.replaceChildren();
+  more(Math.max(PAGE_ROWS, keep ? shownRows : 0));
+  if (keep) scroller.scrollTop = top; // an edit re-plans: the reviewer stays where they were
+  if (next < p.rows.length) observer.observe(sentinel);
 }
 
 function reviewRow(r, cohort) {
@@ -157,12 +172,16 @@ function reviewRow(r, cohort) {
     decisions.append(el("label", {}, "Task ", task));
   }
   if (!r.excluded) {
-    const fields = ENTITY_FIELDS.map((key) => {
-      const input = el("input", { type: "text", value: r.entities[key] || "", "aria-label": `${key} for ${name}`, autocomplete: "off" });
-      input.addEventListener("change", () => decide(target(), key, input.value.trim()));
-      return el("label", {}, `${key} `, input);
+    const details = el("details", {}, el("summary", { text: "Entities" }));
+    details.addEventListener("toggle", () => { // its fields are made when first opened: fewer nodes per row
+      if (details.querySelector("input")) return;
+      details.append(...ENTITY_FIELDS.map((key) => {
+        const input = el("input", { type: "text", value: r.entities[key] || "", "aria-label": `${key} for ${name}`, autocomplete: "off" });
+        input.addEventListener("change", () => decide(target(), key, input.value.trim()));
+        return el("label", {}, `${key} `, input);
+      }));
     });
-    decisions.append(el("details", {}, el("summary", { text: "Entities" }), ...fields));
+    decisions.append(details);
   }
   if (r.description) decisions.append(el("label", { class: "hint" }, all, " apply to all series with this description"));
   const badges = [];
@@ -180,6 +199,7 @@ function reviewRow(r, cohort) {
 async function decide(target, column, value) {
   const { ok, body } = await post("/api/overrides", { ...values(), target, column, value });
   showErrors(body.errors);
+  keepPlace = true;
   if (ok) await preview();
 }
 
