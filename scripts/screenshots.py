@@ -81,6 +81,7 @@ def main() -> int:
                 expect(review).to_contain_text("task-nback")
                 page.wait_for_function("() => [...document.querySelectorAll('#preview-plan img')].slice(0, 8)"
                                        ".every((i) => i.complete && i.naturalWidth > 0)")  # fmt: skip
+                page.locator("#review-scroll").evaluate("box => { box.scrollLeft = 0; box.scrollTop = 0; }")
                 page.locator("#preview").screenshot(path=str(args.out / "web-review.png"))
 
                 page.get_by_role("button", name="Start export").click()
@@ -104,6 +105,7 @@ def main() -> int:
                 page.get_by_role("button", name="Run the BIDS validator").click()
                 expect(page.locator("#findings-status")).to_contain_text("BIDS validator reports", timeout=600_000)
                 page.locator("#review").screenshot(path=str(args.out / "web-findings.png"))
+
                 browser.close()
         finally:
             server.send_signal(signal.SIGINT)

@@ -32,6 +32,7 @@ OPTIONAL_COLUMNS = ("comment",)  # free text for the reviewer; never read
 DATATYPES = ("anat", "dwi", "func", "fmap", "perf")  # the MRI datatypes bidsport writes
 # What cannot become raw data under another name: it is not an acquisition.
 NOT_MOVABLE_KINDS = ("derived", "synthetic")
+EXCLUDED_REASON = "override {name} line {lines}: {why}"  # the report's reason for an excluded series
 FILE_NAME = "overrides.tsv"  # <output>/code/bidsport/overrides.tsv, where the page saves it
 _LABEL = re.compile(r"[A-Za-z0-9]+")
 
@@ -86,6 +87,11 @@ class Override:
 class Overrides:
     path: Path
     rows: list[Override]
+
+
+def excluded_here(record: dict) -> bool:
+    """Whether a plan's excluded record was excluded by the overrides table."""
+    return str(record.get("reason", "")).startswith(EXCLUDED_REASON.split("{", 1)[0])
 
 
 def table_path(output_dir: str | os.PathLike) -> Path:
@@ -246,7 +252,7 @@ def apply(records: list[dict], excluded: list[dict], cfg: dict) -> Applied:
                 "line": r["_line"], "subject_code": r.get("subject_code", ""), "series_instance_uid": r["series_instance_uid"],
                 "stack_index": r.get("stack_index") or "0", "series_description": r.get("series_description", ""),
                 "directory_type": r.get("directory_type", ""), "provenance": r.get("provenance", ""),
-                "status": "excluded", "reason": f"override {name} line {lines}: {why}",
+                "status": "excluded", "reason": EXCLUDED_REASON.format(name=name, lines=lines, why=why),
             })  # fmt: skip
             continue
         try:

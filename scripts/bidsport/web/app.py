@@ -383,21 +383,33 @@ def create_app(defaults: dict, token: str, state_dir: Path, cores: int, cookie_n
         except LookupError:
             return JSONResponse({"error": "no such export"}, status_code=404)
         by_file: dict[str, dict] = {}
+        counts = {"errors": 0, "warnings": 0}
         validated = validation_fresh(export)
         if validated:
             try:
                 result = json.loads(validation_json(export).read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
                 return JSONResponse({"error": f"cannot read {validation_json(export)}: {exc}"}, status_code=500)
-            for issue in result.get("issues", {}).get("issues", []):
+            issues = result.get("issues", {})
+            explained = issues.get("codeMessages", {})
+            for issue in issues.get("issues", []):
                 where = (issue.get("location") or "").lstrip("/") or "(the dataset)"
                 entry = by_file.setdefault(where, {"path": where, "errors": [], "warnings": [], "qc": ""})
                 severity = "errors" if issue.get("severity") == "error" else "warnings"
-                entry[severity].append({"code": issue.get("code", ""), "message": issue.get("issueMessage") or issue.get("subCode") or ""})
+                counts[severity] += 1
+                found = entry[severity]
+                code = issue.get("code", "")
+                same = next((f for f in found if f["code"] == code), None)  # one line per code: its keys listed
+                if same is None:
+                    text = issue.get("issueMessage") or explained.get(code) or ""
+                    same = {"code": code, "keys": [], "message": text.strip().splitlines()[0] if text.strip() else ""}
+                    found.append(same)
+                if issue.get("subCode") and issue["subCode"] not in same["keys"]:
+                    same["keys"].append(issue["subCode"])
         for path, url in (await asyncio.to_thread(qc_images, export)).items():
             by_file.setdefault(path, {"path": path, "errors": [], "warnings": [], "qc": ""})["qc"] = url
         files = sorted(by_file.values(), key=lambda f: (not f["errors"], not f["warnings"], f["path"]))
-        return JSONResponse({"validated": validated, "files": files})
+        return JSONResponse({"validated": validated, "files": files, "counts": counts})
 
     async def qc_image(request: Request):
         try:

@@ -195,10 +195,10 @@ def preview(checked: Checked, cohort: Cohort) -> dict:
         return result
     for e in plan.entries:
         result["rows"].append(review_row(e, refused))
-    by_override = "override "
     for x in plan.excluded:
-        if str(x.get("reason", "")).startswith(by_override):
+        if overrides.excluded_here(x):
             result["rows"].append(excluded_row(x))
+    result["rows"].sort(key=lambda r: r["line"])  # an excluded series stays where it was
     result["excluded"] = [{"line": x.get("line", ""), "series": x.get("series_description") or x.get("series_instance_uid", ""), "reason": x["reason"]} for x in plan.excluded]
     result["warnings"] = warnings(plan, cohort, cfg)
     return result
@@ -210,6 +210,7 @@ def review_row(e, refused: set) -> dict:
     raw = naming.is_raw_bids(e.datatype, e.subfolder, e.entities, e.suffix, e.tail, f".{nifti or 'nii.gz'}", bool(e.session))
     return {
         "key": e.key,
+        "line": e.line,
         "uid": e.series_instance_uid,
         "stack_index": e.stack_index,
         "subject": e.subject,
@@ -233,7 +234,7 @@ def review_row(e, refused: set) -> dict:
 def excluded_row(x: dict) -> dict:
     """A series the overrides table excludes, for the review table."""
     return {
-        "key": "", "uid": x.get("series_instance_uid", ""), "stack_index": int(x.get("stack_index") or 0),
+        "key": "", "line": int(x.get("line") or 0), "uid": x.get("series_instance_uid", ""), "stack_index": int(x.get("stack_index") or 0),
         "subject": x.get("subject_code", ""), "session": "", "series": x.get("series_description") or x.get("series_instance_uid", ""),
         "description": x.get("series_description", ""), "intent": x.get("directory_type", ""), "provenance": x.get("provenance", ""),
         "classification": "", "datatype": "", "task": "", "entities": {}, "destinations": [], "raw_bids": True, "collides": False,

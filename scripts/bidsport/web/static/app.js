@@ -191,7 +191,7 @@ function reviewRow(r, cohort) {
   if (r.override) badges.push(el("span", { class: "badge note", text: "override", title: r.override }));
   const row = el("tr", { class: r.excluded ? "excluded" : "", "data-uid": r.uid },
     el("td", {}, thumb), el("td", { text: r.subject }), el("td", { text: r.session }), el("td", { text: name }),
-    el("td", { text: r.intent }), el("td", { text: r.provenance }), el("td", { text: r.classification }),
+    el("td", { text: [r.intent, r.provenance, r.classification].filter((t) => t).join(" · ") }),
     el("td", {}, ...r.destinations.map((d) => el("code", { text: d })), ...badges), decisions);
   return row;
 }
@@ -270,12 +270,12 @@ async function findings(id) {
   const data = await response.json();
   $("validate-button").hidden = data.validated;
   $("validate-button").dataset.export = id;
-  const errors = data.files.reduce((n, f) => n + f.errors.length, 0);
-  const warnings = data.files.reduce((n, f) => n + f.warnings.length, 0);
+  const { errors, warnings } = data.counts;
   $("findings-status").textContent = data.validated
     ? `The BIDS validator reports ${errors} error${errors === 1 ? "" : "s"} and ${warnings} warning${warnings === 1 ? "" : "s"}.`
     : "Not validated yet.";
-  const issues = (list, kind) => list.map((i) => el("li", { class: `${kind}-item`, text: `${i.code}: ${i.message}` }));
+  const issues = (list, kind) => list.map((i) => el("li", { class: `${kind}-item`, title: i.message,
+    text: i.keys.length ? `${i.code}: ${i.keys.join(", ")}` : `${i.code}${i.message ? ": " + i.message : ""}` }));
   $("findings").querySelector("tbody").replaceChildren(...data.files.map((f) => el("tr", {},
     el("td", {}, el("code", { text: f.path })),
     el("td", {}, ...(f.errors.length || f.warnings.length ? [el("ul", {}, ...issues(f.errors, "error"), ...issues(f.warnings, "warning"))] : [])),
