@@ -95,6 +95,7 @@ def main() -> int:
     args = parser.parse_args()
     from playwright.sync_api import expect, sync_playwright
 
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bidsport-review-") as tmp:
         work = Path(tmp)
         t0 = time.monotonic()
@@ -166,6 +167,7 @@ def main() -> int:
         f"`python benchmarks/review_page.py --series {args.series} --repeats {args.repeats}` on {platform.node()} "
         f"({os.cpu_count()} cores, {platform.python_version()}); real bidsport-web and Debian's chromium (headless).",
         "Times from the click on Preview; the baseline is the planning request alone (what the page cannot beat).",
+        f"Load average (1 min) before / after: {load_before:.1f} / {os.getloadavg()[0]:.1f} (a shared machine: compare within a run).",
         "",
         "| repeat | planning request (baseline) | first screen of the review | ratio to baseline | its thumbnails drawn | one exclusion, until the review shows it |",
         "|---|---|---|---|---|---|",

@@ -164,3 +164,15 @@ def test_thumbnails_of_a_database_cohort(browser, start_server, postgres, tmp_pa
     wait_for_thumbnails(page, n)
     assert not (tmp_path / "bids").exists()
     assert page.js_errors == []
+
+
+def test_review_benchmark_entry_point(tmp_path):
+    """Keeps benchmarks/review_page.py from rotting: the smallest run, no timing asserted."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "results.md"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "review_page.py"), "--series", "20", "--repeats", "1",
+                           "--out", str(out)], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| 1 (cold thumbnail cache) |" in out.read_text()
