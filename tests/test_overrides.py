@@ -174,3 +174,32 @@ def test_set_decision_edits_one_row(tmp_path):
     rows = overrides.set_decision(rows, {"series_instance_uid": "1.2", "stack_index": "0"}, "exclude", "")
     rows = overrides.set_decision(rows, {"series_instance_uid": "1.2", "stack_index": "0"}, "task", "")
     assert len(rows) == 1  # a row without actions goes
+
+
+def test_the_pages_review_rows(tmp_path):
+    """form.preview: an excluded series stays in the review (in its place, to be brought
+    back); a colliding decision is an error over the plan without the table, its series marked."""
+    from bidsport.web.cohorts import Cohort
+    from bidsport.web.form import Checked, preview, save_decision
+
+    out = tmp_path / "out"
+    cfg = {**CFG, "dicom_root": str(tmp_path), "output_dir": str(out), "overwrite": "skip"}
+    cohort = Cohort("table:x", "x", COHORT, "series table")
+    save_decision(cfg, {"uid": "1.2", "stack_index": 0}, "exclude", "1")
+    save_decision(cfg, {"scope": "description", "description": "fmri_nback"}, "task", "nback")
+    cfg["overrides_table"] = str(overrides.table_path(out))
+    result = preview(Checked(cfg), cohort)
+    assert result["errors"] == []
+    assert [(r["uid"], r["excluded"]) for r in result["rows"]] == [("1.1", False), ("1.2", True), ("1.3", False), ("1.4", False), ("2.1", False)]
+    by_uid = {r["uid"]: r for r in result["rows"]}
+    assert by_uid["1.3"]["task"] == "nback" and "line 3: task-nback" in by_uid["1.3"]["override"]
+    assert by_uid["1.4"]["task"] == "rest" and by_uid["1.4"]["override"] == ""
+    assert by_uid["1.1"]["raw_bids"] and by_uid["1.2"]["override"].startswith("override overrides.tsv line 2")
+
+    save_decision(cfg, {"uid": "1.2", "stack_index": 0}, "exclude", "0")  # brought back, with a run that collides
+    save_decision(cfg, {"uid": "1.2", "stack_index": 0}, "run", "2")
+    save_decision(cfg, {"uid": "1.4", "stack_index": 0}, "task", "nback")
+    result = preview(Checked(cfg), cohort)
+    assert len(result["errors"]) == 1 and "overrides.tsv:2" in result["errors"][0]
+    assert {r["uid"] for r in result["rows"] if r["collides"]} >= {"1.2"}
+    assert all(not r["excluded"] for r in result["rows"])

@@ -245,8 +245,8 @@ def apply(records: list[dict], excluded: list[dict], cfg: dict) -> Applied:
         merged: dict[str, str] = {}
         for o in matching:  # rules in order, then UID rows: the last word wins
             merged.update(o.actions)
-        lines = ", ".join(str(o.line) for o in matching)
         if merged.get("exclude") == "1":
+            lines = ", ".join(str(o.line) for o in matching if "exclude" in o.actions)
             why = merged.get("reason") or "excluded by the user"
             excluded.append({
                 "line": r["_line"], "subject_code": r.get("subject_code", ""), "series_instance_uid": r["series_instance_uid"],

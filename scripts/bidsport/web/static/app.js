@@ -164,7 +164,8 @@ function reviewRow(r, cohort) {
   const target = () => (all.checked ? { scope: "description", description: r.description } : { uid: r.uid, stack_index: r.stack_index });
   const exclude = el("input", { type: "checkbox", "aria-label": `Exclude ${name}` });
   exclude.checked = r.excluded;
-  exclude.addEventListener("change", () => decide(target(), "exclude", exclude.checked ? "1" : ""));
+  // Unticking writes 0 (keep), which also overrides a rule that excludes the series.
+  exclude.addEventListener("change", () => decide(target(), "exclude", exclude.checked ? "1" : "0"));
   const decisions = el("td", { class: "decisions" }, el("label", {}, exclude, " Exclude"));
   if (r.datatype === "func") {
     const task = el("input", { type: "text", value: r.task, "aria-label": `Task for ${name}`, autocomplete: "off" });
