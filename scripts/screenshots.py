@@ -4,14 +4,17 @@
 
 Makes the demo cohort (bidsport.demo_data, 2 subjects) in a temporary folder, starts
 ``bidsport-web`` on it, drives Debian's chromium with Playwright (no browser
-download) and writes docs/web-form.png (form + preview), docs/web-running.png (an
-export under way) and docs/web-finished.png (review and history). Rerun it when the
-page changes.
+download) and writes docs/web-form.png (form + preview), docs/web-review.png (the
+review table: thumbnails, an excluded series, a task set), docs/web-running.png (an
+export under way), docs/web-finished.png (review and history) and
+docs/web-findings.png (the validator's findings per file, QC pictures). Rerun it when
+the page changes.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import subprocess
 import sys
@@ -52,7 +55,7 @@ def main() -> int:
         }))  # fmt: skip
         server = subprocess.Popen(
             [str(Path(sys.executable).parent / "bidsport-web"), "--port", "0", "--config", str(config), "--state-dir", str(work / "state")],
-            stdout=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "scripts")},  # this checkout's page
         )  # fmt: skip
         try:
             url = server.stdout.readline().strip()
@@ -67,6 +70,19 @@ def main() -> int:
                 page.get_by_role("button", name="Preview").click()
                 expect(page.locator("#preview-plan tbody tr").first).to_be_visible()
                 page.screenshot(path=str(args.out / "web-form.png"), full_page=True)
+
+                # The review table: exclude one series, name a BOLD run's task (saved to overrides.tsv).
+                review = page.locator("#preview-plan")
+                page.get_by_label("Exclude t2_tse_03_t2_tse", exact=True).first.check()
+                expect(review.locator("tr.excluded").first).to_be_visible()
+                task = page.get_by_label("Task for ep2d_bold_rest_09_bold_rest", exact=True).first
+                task.fill("nback")
+                task.press("Enter")
+                expect(review).to_contain_text("task-nback")
+                page.wait_for_function("() => [...document.querySelectorAll('#preview-plan img')].slice(0, 8)"
+                                       ".every((i) => i.complete && i.naturalWidth > 0)")  # fmt: skip
+                page.locator("#review-scroll").evaluate("box => { box.scrollLeft = 0; box.scrollTop = 0; }")
+                page.locator("#preview").screenshot(path=str(args.out / "web-review.png"))
 
                 page.get_by_role("button", name="Start export").click()
                 deadline = time.monotonic() + 600
@@ -86,11 +102,15 @@ def main() -> int:
                 )
                 page.screenshot(path=str(args.out / "web-finished.png"), full_page=True,
                                 clip={"x": 0, "y": top - 10, "width": 1200, "height": bottom - top + 20})  # fmt: skip
+                page.get_by_role("button", name="Run the BIDS validator").click()
+                expect(page.locator("#findings-status")).to_contain_text("BIDS validator reports", timeout=600_000)
+                page.locator("#review").screenshot(path=str(args.out / "web-findings.png"))
+
                 browser.close()
         finally:
             server.send_signal(signal.SIGINT)
             server.wait(timeout=60)
-    for name in ("web-form.png", "web-running.png", "web-finished.png"):
+    for name in ("web-form.png", "web-review.png", "web-running.png", "web-finished.png", "web-findings.png"):
         print(args.out / name)
     return 0
 

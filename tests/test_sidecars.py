@@ -25,3 +25,10 @@ def test_fix_sidecars_adds_what_the_table_knows_and_warns_about_the_rest(tmp_pat
     assert incomplete == {"sub-1/func/sub-1_task-nback_bold"}
     assert fix_sidecars({"datatype": "fmap"}, [(fmap, "sub-1/fmap/sub-1_fieldmap.json")]) == ([], set())
     assert json.loads(fmap.read_text())["Units"] == "Hz"
+
+
+def test_task_name_is_the_label_even_when_dcm2niix_wrote_another(tmp_path):
+    bold = tmp_path / "series.json"
+    bold.write_text(json.dumps({"TaskName": "rest", "RepetitionTime": 2}))  # e.g. from a renamed series
+    fix_sidecars({"datatype": "func"}, [(bold, "sub-1/func/sub-1_task-motor_bold.json")])
+    assert json.loads(bold.read_text())["TaskName"] == "motor"

@@ -61,6 +61,8 @@ def plan_job(settings: dict, plan_tsv: str, excluded_tsv: str, log_path: str) ->
                 keep = (".bidsport/lock", ".bidsport/logs")
                 if cfg.get("nils_cohort"):  # this run's database snapshot: the plan's own input
                     keep += nils_db.snapshot_relpaths()
+                if cfg.get("overrides_table") and Path(cfg["overrides_table"]).resolve().is_relative_to(out.resolve()):
+                    keep += (str(Path(cfg["overrides_table"]).resolve().relative_to(out.resolve())),)  # the page's decisions: an input
                 removed = safety.clean_output(out, Path(cfg["dicom_root"]), keep=keep)
                 print(f"overwrite: clean removed {len(removed)} entr(y/ies) from {out}", file=log)
             changed = write_plan(plan, Path(plan_tsv), state / "specs", Path(excluded_tsv), cfg["overwrite"])

@@ -298,3 +298,11 @@ def stem(subject: str, session: str | None, entities, suffix: str, tail: str = "
     parts = [f"{k}-{ents[k]}" for k in order if ents.get(k)]
     parts += [f"{k}-{v}" for k, v in ents.items() if k not in order and v]
     return "_".join(parts + [suffix]) + tail
+
+
+def is_raw_bids(datatype: str, subfolder: str | None, entities, suffix: str, tail: str, extension: str, session: bool) -> bool:
+    """Whether the validator will accept this file as raw data (else: .bidsignore)."""
+    if subfolder or tail:
+        return False
+    keys = {"sub", *dict(entities)} | ({"ses"} if session else set())
+    return bids_schema.is_raw_name(datatype, frozenset(keys), suffix, extension)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Callable
 if TYPE_CHECKING:  # type hints only; table.read_table imports pandas when it reads
     import pandas as pd
 
-from . import fieldmaps, mapping, naming, stacks, vocabulary
+from . import fieldmaps, mapping, naming, overrides, stacks, vocabulary
 from .fsutil import write_if_changed
 from .labels import sanitize_label
 from .table import TableError, parse_date, parse_time, resolve_dicom_path
@@ -361,6 +361,8 @@ def build_plan(
                                    image_facts)  # fmt: skip
     _tell_classifications_apart(records)
     plan_warnings += _unknown_value_warnings(records, table_path)
+    applied = overrides.apply(records, excluded, cfg)  # the user's decisions (docs/curation.md)
+    plan_warnings += applied.warnings
 
     # Run numbers: within (subject, session, folder, name), by acquisition time;
     # magnitude/phase siblings of one acquisition share one run number. Each stack
@@ -433,6 +435,7 @@ def build_plan(
                 stack=stacks.stack_facts(r),
             )
         )
+    applied.check_names(entries)  # an override that makes two series collide stops here
     # A bad fieldmap_links_table stops here, before any export.
     bids_nifti = layout == "bids" and any(f in NIFTI_FORMATS for f in formats)
     fieldmaps.check_plan_links(cfg, entries, excluded, bids_nifti=bids_nifti)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 PATH_KEYS = (
     "series_table", "instances_table", "subjects_table", "subject_identifiers_table", "fieldmap_links_table",
-    "sessions_table", "dicom_root", "output_dir",
+    "sessions_table", "overrides_table", "dicom_root", "output_dir",
 )  # fmt: skip
 # With nils_database_url these tables are the snapshot of the database (nils_db.py).
 DATABASE_TABLE_KEYS = ("series_table", "instances_table", "subjects_table", "subject_identifiers_table")
@@ -30,7 +30,7 @@ PLANNING_KEYS = (
 JOB_KEYS = {
     "plan": PLANNING_KEYS + (
         "output_dir", "dicom_root", "series_table", "instances_table", "subjects_table", "subject_identifiers_table",
-        "fieldmap_links_table", "nils_cohort",
+        "fieldmap_links_table", "overrides_table", "nils_cohort",
     ),
     "dataset": (
         "output_dir", "layout", "output_mode", "dataset_name", "dataset_description", "fieldmap_targets",

@@ -89,7 +89,7 @@ def fix_sidecars(spec: dict, moves: list[tuple[Path, str]]) -> tuple[list[str], 
             continue
         suffix, ents = _suffix_and_entities(Path(rel).name[: -len(".json")])
         changed = False
-        if suffix == "bold" and "TaskName" not in data and ents.get("task"):
+        if suffix == "bold" and ents.get("task") and data.get("TaskName") != ents["task"]:  # the label (an override may set it)
             data["TaskName"] = ents["task"]
             changed = True
         if suffix == "fieldmap" and "Units" not in data:

@@ -72,7 +72,9 @@ def _user_tables(cfg: dict, keys: tuple[str, ...]) -> list[str]:
 
 def table_inputs(cfg: dict) -> list[str]:
     """Tables the planning checkpoint reads (an edit re-plans; specs change only if names do)."""
-    return _user_tables(cfg, ("series_table", "instances_table", "subjects_table", "subject_identifiers_table", "fieldmap_links_table"))
+    keys = ("series_table", "instances_table", "subjects_table", "subject_identifiers_table", "fieldmap_links_table",
+            "overrides_table")  # fmt: skip
+    return _user_tables(cfg, keys)
 
 
 def dataset_tables(cfg: dict) -> list[str]:

@@ -17,9 +17,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from .. import thumbnails
+from ..overrides import OverrideError
 from ..plan import NIFTI_FORMATS, NothingToExport, build_plan
 from ..settings import resolve_paths
-from ..table import TableError
+from ..table import TableError, resolve_dicom_path
 from . import cohorts, form
 from .runner import ENDED, Export, Runner
 
@@ -63,7 +65,7 @@ class TokenGuard:
             response = RedirectResponse(target.path + (f"?{target.query}" if target.query else ""), status_code=303)
             response.set_cookie(self.cookie, self.token, httponly=True, samesite="strict", path="/")
             return await response(scope, receive, send)
-        if scope["path"].startswith("/static/"):
+        if scope["path"].startswith(("/static/", "/api/thumbnail")):  # no live state: the browser may cache them
             return await self.app(scope, receive, send)
 
         async def send_uncached(message):
@@ -79,7 +81,9 @@ class TokenGuard:
 def create_app(defaults: dict, token: str, state_dir: Path, cores: int, cookie_name: str = "bidsport_token") -> Starlette:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     cache = cohorts.CohortCache(defaults, Path(state_dir) / "cohorts")
+    thumbnail_dir = Path(state_dir) / "thumbnails"
     runner = Runner(state_dir, cores)
+    tool_locks: dict[str, asyncio.Lock] = {}  # one validate/--report run per export at a time
 
     def cohort_or_error(ident: str) -> tuple[cohorts.Cohort | None, str | None]:
         if not ident:
@@ -287,6 +291,10 @@ def create_app(defaults: dict, token: str, state_dir: Path, cores: int, cookie_n
             export = export_or_404(request)
         except LookupError:
             return JSONResponse({"error": "no such export"}, status_code=404)
+        async with tool_locks.setdefault(export.id, asyncio.Lock()):
+            return await validate(export)
+
+    async def validate(export: Export):
         if validation_fresh(export):
             return JSONResponse({"ran": False})
         try:
@@ -305,6 +313,10 @@ def create_app(defaults: dict, token: str, state_dir: Path, cores: int, cookie_n
             return JSONResponse({"error": "no such export"}, status_code=404)
         if not export.qc:
             return JSONResponse({"error": "QC is off for this export (qc_snapshots: false)"}, status_code=400)
+        async with tool_locks.setdefault(export.id, asyncio.Lock()):
+            return await qc_report(export)
+
+    async def qc_report(export: Export):
         if qc_fresh(export):
             return JSONResponse({"ran": False})
         try:
@@ -315,6 +327,102 @@ def create_app(defaults: dict, token: str, state_dir: Path, cores: int, cookie_n
             tail = (runner.export_dir(export) / "tools.log").read_text(encoding="utf-8", errors="replace")[-2000:]
             return JSONResponse({"error": f"snakemake --report failed (exit {code}):\n{tail}"}, status_code=500)
         return JSONResponse({"ran": True})
+
+    # ------------------------------------------------------------------ review
+    def draw_thumbnail(ident: str, uid: str, stack: int) -> Path:
+        cohort = cache.load(ident)
+        rows = cohort.rows[cohort.rows["series_instance_uid"] == uid]
+        if "stack_index" in rows.columns and len(rows) > 1:
+            rows = rows[rows["stack_index"].map(lambda v: int(v or 0)) == stack]
+        if rows.empty:
+            raise LookupError(f"no series {uid} in {cohort.label}")
+        source = resolve_dicom_path(rows.iloc[0]["dicom_path"], Path(defaults["dicom_root"])).absolute()
+        return thumbnails.thumbnail(thumbnail_dir, source, uid, stack)
+
+    async def api_thumbnail(request: Request):
+        q = request.query_params
+        try:
+            stack = int(q.get("stack") or 0)
+            path = await asyncio.to_thread(draw_thumbnail, q.get("cohort", ""), q.get("uid", ""), stack)
+        except (LookupError, ValueError, OSError, cohorts.CohortError, TableError) as exc:
+            return PlainTextResponse(f"no thumbnail: {exc}", status_code=404)
+        return FileResponse(path, media_type="image/png", headers={"cache-control": "private, max-age=3600"})
+
+    async def api_overrides(request: Request):
+        data, _, checked = await checked_request(request)
+        for name in ("cohort", "output_dir"):
+            if name in checked.errors:
+                return JSONResponse({"errors": {name: checked.errors[name]}}, status_code=400)
+        target = data.get("target") if isinstance(data.get("target"), dict) else {}
+        try:
+            path = await asyncio.to_thread(form.save_decision, checked.config, target, str(data.get("column") or ""),
+                                           str(data.get("value") or ""))  # fmt: skip
+        except (OverrideError, ValueError, OSError) as exc:
+            return JSONResponse({"errors": {"_form": str(exc)}}, status_code=400)
+        return JSONResponse({"errors": {}, "saved": str(path)})
+
+    def qc_images(export: Export) -> dict[str, str]:
+        """Exported file -> the address of its QC picture (the QC jobs' index)."""
+        found = {}
+        for index in sorted((export.output / ".bidsport" / "qc").glob("sub-*/snapshots/index.json")):
+            subject = index.parent.parent.name
+            try:
+                entries = json.loads(index.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            for stem, labels in entries.items():
+                if labels.get("destination") and (index.parent / f"{stem}.png").exists():
+                    found[labels["destination"]] = f"/exports/{export.id}/qc-image/{subject}/{stem}.png"
+        return found
+
+    async def api_findings(request: Request):
+        """After an export: the validator's findings grouped per file, and the QC
+        picture of every exported image."""
+        try:
+            export = export_or_404(request)
+        except LookupError:
+            return JSONResponse({"error": "no such export"}, status_code=404)
+        by_file: dict[str, dict] = {}
+        counts = {"errors": 0, "warnings": 0}
+        validated = validation_fresh(export)
+        if validated:
+            try:
+                result = json.loads(validation_json(export).read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                return JSONResponse({"error": f"cannot read {validation_json(export)}: {exc}"}, status_code=500)
+            issues = result.get("issues", {})
+            explained = issues.get("codeMessages", {})
+            for issue in issues.get("issues", []):
+                where = (issue.get("location") or "").lstrip("/") or "(the dataset)"
+                entry = by_file.setdefault(where, {"path": where, "errors": [], "warnings": [], "qc": ""})
+                severity = "errors" if issue.get("severity") == "error" else "warnings"
+                counts[severity] += 1
+                found = entry[severity]
+                code = issue.get("code", "")
+                same = next((f for f in found if f["code"] == code), None)  # one line per code: its keys listed
+                if same is None:
+                    text = issue.get("issueMessage") or explained.get(code) or ""
+                    same = {"code": code, "keys": [], "message": text.strip().splitlines()[0] if text.strip() else ""}
+                    found.append(same)
+                if issue.get("subCode") and issue["subCode"] not in same["keys"]:
+                    same["keys"].append(issue["subCode"])
+        for path, url in (await asyncio.to_thread(qc_images, export)).items():
+            by_file.setdefault(path, {"path": path, "errors": [], "warnings": [], "qc": ""})["qc"] = url
+        files = sorted(by_file.values(), key=lambda f: (not f["errors"], not f["warnings"], f["path"]))
+        return JSONResponse({"validated": validated, "files": files, "counts": counts})
+
+    async def qc_image(request: Request):
+        try:
+            export = export_or_404(request)
+        except LookupError:
+            return PlainTextResponse("no such export", status_code=404)
+        subject, name = request.path_params["subject"], request.path_params["name"]
+        if "/" in subject or "/" in name or not subject.startswith("sub-") or not name.endswith(".png") or name.startswith("."):
+            return PlainTextResponse("no such picture", status_code=404)
+        path = export.output / ".bidsport" / "qc" / subject / "snapshots" / name
+        if not path.is_file():
+            return PlainTextResponse("no such picture", status_code=404)
+        return FileResponse(path, media_type="image/png")
 
     async def favicon(request: Request):
         return Response(status_code=204)
@@ -330,7 +438,11 @@ def create_app(defaults: dict, token: str, state_dir: Path, cores: int, cookie_n
         Route("/exports/{export_id}/report", report_page),
         Route("/exports/{export_id}/validation", validation_page),
         Route("/exports/{export_id}/qc-report", qc_page),
+        Route("/exports/{export_id}/qc-image/{subject}/{name}", qc_image),
         Route("/api/cohort", api_cohort),
+        Route("/api/thumbnail", api_thumbnail),
+        Route("/api/overrides", api_overrides, methods=["POST"]),
+        Route("/api/exports/{export_id}/findings", api_findings),
         Route("/api/count", api_count, methods=["POST"]),
         Route("/api/check", api_check, methods=["POST"]),
         Route("/api/preview", api_preview, methods=["POST"]),

@@ -16,7 +16,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .. import safety, settings
+from .. import naming, overrides, safety, settings
 from ..plan import NIFTI_FORMATS, NothingToExport, apply_filters, build_plan
 from ..table import TableError, schema_dir
 from .cohorts import TABLE_KEYS, WEB_ONLY_KEYS, Cohort
@@ -78,6 +78,10 @@ def build_config(form: dict, defaults: dict, cohort_ident: str) -> dict:
     cfg["overwrite"] = form.get("overwrite") or "skip"
     for name in ("convert_workers", "copy_workers"):
         cfg[name] = _integer(form.get(name))
+    if cfg["output_dir"]:  # the review table's decisions, once the page saved any
+        saved = overrides.table_path(cfg["output_dir"])
+        if saved.is_file():
+            cfg["overrides_table"] = str(saved)
     return cfg
 
 
@@ -162,15 +166,27 @@ def filter_counts(cohort: Cohort, form: dict, defaults: dict) -> dict:
 
 
 def preview(checked: Checked, cohort: Cohort) -> dict:
-    """The plan of an export, computed in-process by bidsport.plan; writes nothing."""
+    """The plan of an export, computed in-process by bidsport.plan; writes nothing.
+
+    Its rows are the review table's: every planned series, and the series the
+    overrides table excludes (so that the page can bring them back). A decision the
+    plan refuses (an invalid or colliding name) is shown as an error, over the plan
+    without the overrides, its series marked."""
     cfg = settings.resolve_paths(checked.config)
-    result: dict = {"rows": [], "removed": {}, "excluded": [], "warnings": [], "errors": []}
+    result: dict = {"rows": [], "removed": {}, "excluded": [], "warnings": [], "errors": [], "overrides": cfg.get("overrides_table") or ""}
     rows, _, removed = apply_filters(cohort.rows, cfg)
     result["removed"] = removed
     result["kept"], result["total"] = int(len(rows)), int(len(cohort.rows))
+    refused: set = set()
     try:
         identifiers = cohort.identifiers(cfg)
-        plan = build_plan(cohort.rows, cfg, dicom_root=Path(cfg["dicom_root"]), identifiers=identifiers, table_path=cohort.table_path)
+        try:
+            plan = build_plan(cohort.rows, cfg, dicom_root=Path(cfg["dicom_root"]), identifiers=identifiers, table_path=cohort.table_path)
+        except overrides.OverrideError as exc:
+            result["errors"].append(str(exc))
+            refused = exc.keys
+            cfg = {k: v for k, v in cfg.items() if k != "overrides_table"}
+            plan = build_plan(cohort.rows, cfg, dicom_root=Path(cfg["dicom_root"]), identifiers=identifiers, table_path=cohort.table_path)
     except NothingToExport as exc:
         result["errors"].append(str(exc))
         return result
@@ -178,19 +194,74 @@ def preview(checked: Checked, cohort: Cohort) -> dict:
         result["errors"].append(str(exc))
         return result
     for e in plan.entries:
-        result["rows"].append(
-            {
-                "subject": e.subject,
-                "session": e.session or "",
-                "series": e.series_description or e.series_instance_uid,
-                "intent": e.directory_type,
-                "provenance": e.provenance,
-                "destinations": destinations(e),
-            }
-        )
+        result["rows"].append(review_row(e, refused))
+    for x in plan.excluded:
+        if overrides.excluded_here(x):
+            result["rows"].append(excluded_row(x))
+    result["rows"].sort(key=lambda r: r["line"])  # an excluded series stays where it was
     result["excluded"] = [{"line": x.get("line", ""), "series": x.get("series_description") or x.get("series_instance_uid", ""), "reason": x["reason"]} for x in plan.excluded]
     result["warnings"] = warnings(plan, cohort, cfg)
     return result
+
+
+def review_row(e, refused: set) -> dict:
+    """One planned series as the review table shows it."""
+    nifti = next((f for f in e.formats if f in NIFTI_FORMATS), None)
+    raw = naming.is_raw_bids(e.datatype, e.subfolder, e.entities, e.suffix, e.tail, f".{nifti or 'nii.gz'}", bool(e.session))
+    return {
+        "key": e.key,
+        "line": e.line,
+        "uid": e.series_instance_uid,
+        "stack_index": e.stack_index,
+        "subject": e.subject,
+        "session": e.session or "",
+        "series": e.series_description or e.series_instance_uid,
+        "description": e.series_description,
+        "intent": e.directory_type,
+        "provenance": e.provenance,
+        "classification": e.classification,
+        "datatype": e.datatype,
+        "task": dict(e.entities).get("task", ""),
+        "entities": {k: v for k, v in e.entities},
+        "destinations": destinations(e),
+        "raw_bids": raw,
+        "collides": (e.series_instance_uid, e.stack_index) in refused,
+        "override": " | ".join(w for w in e.warnings if w.startswith("override ")),
+        "excluded": False,
+    }
+
+
+def excluded_row(x: dict) -> dict:
+    """A series the overrides table excludes, for the review table."""
+    return {
+        "key": "", "line": int(x.get("line") or 0), "uid": x.get("series_instance_uid", ""), "stack_index": int(x.get("stack_index") or 0),
+        "subject": x.get("subject_code", ""), "session": "", "series": x.get("series_description") or x.get("series_instance_uid", ""),
+        "description": x.get("series_description", ""), "intent": x.get("directory_type", ""), "provenance": x.get("provenance", ""),
+        "classification": "", "datatype": "", "task": "", "entities": {}, "destinations": [], "raw_bids": True, "collides": False,
+        "override": x.get("reason", ""), "excluded": True,
+    }  # fmt: skip
+
+
+def save_decision(cfg: dict, target: dict, column: str, value: str) -> Path:
+    """Record one review-table edit in <output>/code/bidsport/overrides.tsv.
+
+    ``target``: ``uid`` and ``stack_index`` (this series), or ``description`` and
+    ``scope: "description"`` (a rule for every series with this description). The
+    first edit starts from the config's own overrides_table, if it names one."""
+    path = overrides.table_path(cfg["output_dir"])
+    source = path if path.is_file() else (Path(cfg["overrides_table"]) if cfg.get("overrides_table") else None)
+    rows = overrides.read_rows(source) if source and source.is_file() else []
+    if target.get("scope") == "description":
+        selectors = overrides.description_rule(str(target.get("description") or ""))
+        if column == "task":  # a task rule names BOLD runs, never an anat image with the same description
+            selectors["directory_type"] = "func"
+    else:
+        selectors = {"series_instance_uid": str(target.get("uid") or ""), "stack_index": str(target.get("stack_index") or "0")}
+        if not selectors["series_instance_uid"]:
+            raise ValueError("no series_instance_uid given")
+    rows = overrides.set_decision(rows, selectors, column, value)
+    overrides.write_rows(path, rows)
+    return path
 
 
 def destinations(entry) -> list[str]:

@@ -104,20 +104,104 @@ async function updateCount() {
 let checkTimer = null;
 function scheduleCheck() { clearTimeout(checkTimer); checkTimer = setTimeout(async () => { const r = await post("/api/check", values()); showErrors(r.body.errors); }, 300); }
 
-// ---------------------------------------------------------------- preview
+// ---------------------------------------------------------------- preview and review
+let previewGeneration = 0;
+let shownRows = 0; // rows of the review table drawn so far (kept when an edit re-plans)
+let reviewObserver = null;
+let keepPlace = false; // set by an edit: the re-planned table keeps its rows and scroll position
+const PAGE_ROWS = 100; // drawn at once; more as the user scrolls, so a 5,000-series cohort opens quickly
+const ENTITY_FIELDS = ["acq", "run", "dir", "ce", "rec"];
+
 async function preview() {
+  const generation = ++previewGeneration;
   const { ok, body } = await post("/api/preview", values());
+  if (generation !== previewGeneration) return; // a newer preview is on its way
   showErrors(body.errors);
   if (!ok) { $("preview").hidden = true; return; }
   const p = body.preview;
   $("preview").hidden = false;
-  $("preview-summary").textContent = p.errors.length ? "" : `${p.rows.length} series planned, ${p.excluded.length} excluded by the filters (of ${p.total}). Nothing has been written.`;
+  const planned = p.rows.filter((r) => !r.excluded).length;
+  $("preview-summary").textContent = p.errors.length && !p.rows.length ? "" : `${planned} series planned, ${p.excluded.length} excluded (of ${p.total}). Nothing has been exported yet.`;
   $("preview-removed").replaceChildren(...Object.entries(p.removed).map(([k, n]) => el("li", { text: `${k}: removed ${n} series` })));
   const notes = [...p.errors.map((t) => el("pre", { class: "error", text: t })), ...p.warnings.map((t) => el("p", { class: "warning", text: `Warning: ${t}` }))];
   $("preview-warnings").replaceChildren(...notes);
-  $("preview-plan").querySelector("tbody").replaceChildren(...p.rows.map((r) => el("tr", {},
-    el("td", { text: r.subject }), el("td", { text: r.session }), el("td", { text: r.series }), el("td", { text: r.intent }),
-    el("td", { text: r.provenance }), el("td", {}, ...r.destinations.map((d) => el("code", { text: d }))))));
+  if (p.overrides) $("overrides-path").textContent = p.overrides;
+  const tbody = $("preview-plan").querySelector("tbody");
+  const cohort = $("cohort").value;
+  const scroller = $("review-scroll");
+  const top = scroller.scrollTop;
+  const sentinel = $("review-more");
+  const keep = keepPlace;
+  keepPlace = false;
+  let next = 0;
+  const more = (count) => {
+    if (generation !== previewGeneration) return;
+    const fragment = document.createDocumentFragment();
+    for (const r of p.rows.slice(next, next + count)) fragment.append(reviewRow(r, cohort));
+    next = Math.min(next + count, p.rows.length);
+    shownRows = next;
+    sentinel.textContent = next < p.rows.length ? `Showing ${next} of ${p.rows.length} series; scroll for more.` : "";
+    tbody.append(fragment);
+    if (next >= p.rows.length) observer.disconnect();
+  };
+  const observer = new IntersectionObserver((entries) => { if (entries.some((e) => e.isIntersecting)) more(PAGE_ROWS); },
+    { root: scroller, rootMargin: "400px" });
+  if (reviewObserver) reviewObserver.disconnect();
+  reviewObserver = observer;
+  tbody.replaceChildren();
+  more(Math.max(PAGE_ROWS, keep ? shownRows : 0));
+  if (keep) scroller.scrollTop = top; // an edit re-plans: the reviewer stays where they were
+  if (next < p.rows.length) observer.observe(sentinel);
+}
+
+function reviewRow(r, cohort) {
+  const name = r.series;
+  const thumb = el("img", {
+    src: `/api/thumbnail?cohort=${encodeURIComponent(cohort)}&uid=${encodeURIComponent(r.uid)}&stack=${r.stack_index}`,
+    alt: `Thumbnail of ${name}`, loading: "lazy", decoding: "async", width: "64", height: "64",
+  });
+  const all = el("input", { type: "checkbox", "aria-label": `Apply to all series described ${name}` });
+  const target = () => (all.checked ? { scope: "description", description: r.description } : { uid: r.uid, stack_index: r.stack_index });
+  const exclude = el("input", { type: "checkbox", "aria-label": `Exclude ${name}` });
+  exclude.checked = r.excluded;
+  // Unticking writes 0 (keep), which also overrides a rule that excludes the series.
+  exclude.addEventListener("change", () => decide(target(), "exclude", exclude.checked ? "1" : "0"));
+  const decisions = el("td", { class: "decisions" }, el("label", {}, exclude, " Exclude"));
+  if (r.datatype === "func") {
+    const task = el("input", { type: "text", value: r.task, "aria-label": `Task for ${name}`, autocomplete: "off" });
+    task.addEventListener("change", () => decide(target(), "task", task.value.trim()));
+    decisions.append(el("label", {}, "Task ", task));
+  }
+  if (!r.excluded) {
+    const details = el("details", {}, el("summary", { text: "Entities" }));
+    details.addEventListener("toggle", () => { // its fields are made when first opened: fewer nodes per row
+      if (details.querySelector("input")) return;
+      details.append(...ENTITY_FIELDS.map((key) => {
+        const input = el("input", { type: "text", value: r.entities[key] || "", "aria-label": `${key} for ${name}`, autocomplete: "off" });
+        input.addEventListener("change", () => decide(target(), key, input.value.trim()));
+        return el("label", {}, `${key} `, input);
+      }));
+    });
+    decisions.append(details);
+  }
+  if (r.description) decisions.append(el("label", { class: "hint" }, all, " apply to all series with this description"));
+  const badges = [];
+  if (r.excluded) badges.push(el("span", { class: "badge bad", text: "excluded" }));
+  if (!r.raw_bids && !r.excluded) badges.push(el("span", { class: "badge", text: "not raw BIDS", title: "no raw BIDS name: listed in .bidsignore" }));
+  if (r.collides) badges.push(el("span", { class: "badge bad", text: "collides" }));
+  if (r.override) badges.push(el("span", { class: "badge note", text: "override", title: r.override }));
+  const row = el("tr", { class: r.excluded ? "excluded" : "", "data-uid": r.uid },
+    el("td", {}, thumb), el("td", { text: r.subject }), el("td", { text: r.session }), el("td", { text: name }),
+    el("td", { text: [r.intent, r.provenance, r.classification].filter((t) => t).join(" · ") }),
+    el("td", {}, ...r.destinations.map((d) => el("code", { text: d })), ...badges), decisions);
+  return row;
+}
+
+async function decide(target, column, value) {
+  const { ok, body } = await post("/api/overrides", { ...values(), target, column, value });
+  showErrors(body.errors);
+  keepPlace = true;
+  if (ok) await preview();
 }
 
 // ---------------------------------------------------------------- export
@@ -177,6 +261,36 @@ function review(exp) {
   $("link-validation").href = `/exports/${exp.id}/validation`;
   $("link-qc").href = `/exports/${exp.id}/qc-report`;
   $("link-qc").hidden = !exp.qc;
+  findings(exp.id);
+}
+
+// ---------------------------------------------------------------- findings
+async function findings(id) {
+  const response = await fetch(`/api/exports/${id}/findings`);
+  if (!response.ok || id !== current) return;
+  const data = await response.json();
+  $("validate-button").hidden = data.validated;
+  $("validate-button").dataset.export = id;
+  const { errors, warnings } = data.counts;
+  $("findings-status").textContent = data.validated
+    ? `The BIDS validator reports ${errors} error${errors === 1 ? "" : "s"} and ${warnings} warning${warnings === 1 ? "" : "s"}.`
+    : "Not validated yet.";
+  const issues = (list, kind) => list.map((i) => el("li", { class: `${kind}-item`, title: i.message,
+    text: i.keys.length ? `${i.code}: ${i.keys.join(", ")}` : `${i.code}${i.message ? ": " + i.message : ""}` }));
+  $("findings").querySelector("tbody").replaceChildren(...data.files.map((f) => el("tr", {},
+    el("td", {}, el("code", { text: f.path })),
+    el("td", {}, ...(f.errors.length || f.warnings.length ? [el("ul", {}, ...issues(f.errors, "error"), ...issues(f.warnings, "warning"))] : [])),
+    el("td", {}, ...(f.qc ? [el("a", { href: f.qc, target: "_blank", text: "QC picture", "aria-label": `QC picture of ${f.path}` })] : [])))));
+}
+
+async function validateExport() {
+  const id = $("validate-button").dataset.export;
+  $("validate-button").disabled = true;
+  $("findings-status").textContent = "Running the BIDS validator…";
+  const { ok, body } = await post(`/api/exports/${id}/validate`, {});
+  $("validate-button").disabled = false;
+  if (!ok) { $("findings-status").textContent = body.error || "The validator could not run."; return; }
+  await findings(id);
 }
 
 async function cancel() {
@@ -213,6 +327,7 @@ for (const id of ["output_dir", "formats", "layout", "overwrite", "convert_worke
 $("preview-button").addEventListener("click", preview);
 $("start-button").addEventListener("click", start);
 $("cancel-button").addEventListener("click", cancel);
+$("validate-button").addEventListener("click", validateExport);
 
 renderHistory(initial.exports);
 if (initial.selected) loadCohort();
