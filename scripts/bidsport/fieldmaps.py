@@ -24,6 +24,9 @@ import os
 import re
 from dataclasses import dataclass
 
+from .settings import resolve_paths
+from .table import TableError, load_fieldmap_links_table
+
 FMAP_SUFFIXES = {"magnitude", "magnitude1", "magnitude2", "phasediff", "phase1", "phase2", "fieldmap", "epi"}
 MATCHING_MODES = ("closest_before", "closest", "before_only")
 
@@ -140,8 +143,6 @@ class LinkOverride:
 
 def read_links(path: str | os.PathLike) -> list[LinkOverride]:
     """The links table as :class:`LinkOverride` rows (file-level checks in table.py)."""
-    from .table import load_fieldmap_links_table
-
     frame = load_fieldmap_links_table(path)
     links = []
     for r in frame.to_dict("records"):
@@ -216,8 +217,6 @@ def check_links(links: list[LinkOverride], plan_rows: list[dict], path: str, exc
 
 def check_links_table(path: str | os.PathLike, plan_rows: list[dict], excluded_rows: list[dict] = ()) -> list[LinkOverride]:
     """Read and validate the links table against the plan; raises TableError."""
-    from .table import TableError
-
     links = read_links(path)
     problems = check_links(links, plan_rows, str(path), list(excluded_rows))
     if problems:
@@ -235,6 +234,4 @@ def check_plan_links(cfg: dict, plan_rows: list, excluded_rows: list[dict] = (),
 
 def table_path(cfg: dict, key: str) -> str | None:
     """A configured table's absolute path (also for a config not yet resolved)."""
-    from .settings import resolve_paths
-
     return resolve_paths({key: cfg[key]})[key] if cfg.get(key) else None

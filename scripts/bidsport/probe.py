@@ -25,6 +25,7 @@ from pathlib import Path
 from . import dcm2niix as d2n
 from . import images
 from .dicom_scan import Scan, scan_series, series_uid_of, walk_files
+from .table import resolve_dicom_path
 
 
 @dataclass
@@ -114,8 +115,6 @@ def prober(dcm2niix: str | None, dicom_root: Path, cache_dir: Path, instances: d
             dcm2niix = d2n.find_dcm2niix()
         except d2n.Dcm2niixError:
             return None
-    from .table import resolve_dicom_path
-
     def image_facts(row: dict, full: bool = False) -> ImageFacts | None:
         source = resolve_dicom_path(row["dicom_path"], dicom_root)
         files = None
@@ -150,8 +149,6 @@ def header_image_type(source: Path, uid: str, files: list[str] | None = None) ->
 def image_type_reader(dicom_root: Path, instances: dict | None = None):
     """``image_type(row)`` for :func:`bidsport.plan.build_plan`: the header's ImageType
     of the row's series (or stack, with ``instances``), or None."""
-    from .table import resolve_dicom_path
-
     def image_type(row: dict) -> str | None:
         files = None
         if instances is not None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from . import nils_db
+
 PATH_KEYS = (
     "series_table", "instances_table", "subjects_table", "subject_identifiers_table", "fieldmap_links_table",
     "sessions_table", "overrides_table", "dicom_root", "output_dir",
@@ -55,9 +57,7 @@ def check_source(config: dict) -> None:
     if not database and not config.get("series_table"):
         raise ConfigError("the config needs series_table (a series table file) or nils_database_url and nils_cohort")
     if database:
-        from .nils_db import check_url
-
-        check_url(database)  # a password in the URL: refused before anything is written
+        nils_db.check_url(database)  # a password in the URL: refused before anything is written
         if not config.get("nils_cohort"):
             raise ConfigError("nils_database_url needs nils_cohort: the name of the cohort to export")
         given = [k for k in DATABASE_TABLE_KEYS if config.get(k)]
@@ -78,10 +78,8 @@ def resolve_paths(config: dict, workdir: Path | None = None) -> dict:
             p = Path(str(out[key])).expanduser()
             out[key] = str(p if p.is_absolute() else (base / p).absolute())
     if out.get("nils_database_url") and out.get("output_dir"):
-        from .nils_db import SNAPSHOT_DIR, SNAPSHOT_FILES  # names only (no database access)
-
-        for key, name in SNAPSHOT_FILES.items():
-            out[key] = str(Path(out["output_dir"]) / SNAPSHOT_DIR / name)
+        for key, name in nils_db.SNAPSHOT_FILES.items():  # names only (no database access)
+            out[key] = str(Path(out["output_dir"]) / nils_db.SNAPSHOT_DIR / name)
     mode = out.get("output_mode", "nii.gz")
     out["_formats"] = [mode] if isinstance(mode, str) else list(mode)
     return out

@@ -19,11 +19,10 @@ if TYPE_CHECKING:  # imported where used: start-up that steps without tables ski
     import pandas as pd
 
 from .labels import LabelError, sanitize_label
+from .settings import workflow_dir
 
 def schema_dir() -> Path:
     """``workflow/schemas`` of the bidsport workflow (see settings.workflow_dir)."""
-    from .settings import workflow_dir
-
     return workflow_dir() / "workflow" / "schemas"
 
 REQUIRED_SERIES_COLUMNS = ("subject_code", "series_instance_uid", "dicom_path", "directory_type")
