@@ -23,14 +23,21 @@ def prepare_job_environment(basedir: str) -> None:
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 
-def run_jobs_in_threads(workflow) -> bool:
-    """Make Snakemake's local executor run ``run:`` jobs in threads (the effect of
-    ``--force-use-threads``); True if the setting could be made."""
-    settings = getattr(workflow, "execution_settings", None)
-    if settings is None or not hasattr(settings, "use_threads"):
-        return False
-    settings.use_threads = True
-    return True
+def job_cpus(environ: dict | None = None) -> int:
+    """The CPUs this cluster job holds, for running its series side by side.
+
+    SLURM says so in ``SLURM_CPUS_PER_TASK`` (set when the job asked for
+    ``--cpus-per-task``, as the SLURM executor does) or ``SLURM_CPUS_ON_NODE``;
+    elsewhere, the CPUs this process may run on."""
+    environ = os.environ if environ is None else environ
+    for name in ("SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE"):
+        value = environ.get(name, "").split("(")[0].split(",")[0]  # e.g. "4" or "4(x2)"
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def check_dcm2niix(cfg: dict) -> tuple[str | None, str]:
@@ -166,8 +173,16 @@ def withdraw_stale_manifests(plan_tsv: Path, state: Path, dependents: list) -> i
     return withdrawn
 
 
-def summary(report: Path) -> tuple[str, int]:
-    """The end-of-run summary of an export report, and how many series failed."""
+def series_logs(key: str, log_dir: Path | None) -> list[str]:
+    """The series' own job logs (one a part) that exist in ``log_dir``."""
+    if log_dir is None or not key:
+        return []
+    return [str(p) for part in ("nifti", "dicom") if (p := Path(log_dir) / f"{key}.{part}.log").exists()]
+
+
+def summary(report: Path, log_dir: Path | None = None) -> tuple[str, int]:
+    """The end-of-run summary of an export report, and how many series failed;
+    each failed series names its own log (in ``log_dir``)."""
     with open(report, encoding="utf-8", newline="") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))
     failed = [r for r in rows if r["status"] == "failed"]
@@ -179,16 +194,18 @@ def summary(report: Path) -> tuple[str, int]:
     if warned:
         lines.append(f"  {warned} series have warnings (missing sidecar keys, kept files ...): see the report")
     for r in failed:
-        lines.append(f"  FAILED {r['subject']}/{r['session']} {r['series_description'] or r['series_instance_uid']}: {r['reason']}")
+        logs = series_logs(r.get("key", ""), log_dir)
+        where = f" (log: {', '.join(logs)})" if logs else ""
+        lines.append(f"  FAILED {r['subject']}/{r['session']} {r['series_description'] or r['series_instance_uid']}: {r['reason']}{where}")
     if failed:
         lines.append(f"bidsport: {len(failed)} series failed; fix them and re-run (only those will be retried).")
     return "\n".join(lines), len(failed)
 
 
-def print_summary(report: Path) -> None:
+def print_summary(report: Path, log_dir: Path | None = None) -> None:
     """For Snakemake's onsuccess/onerror: say how the export went, if it got that far."""
     if Path(report).exists():
-        print(summary(Path(report))[0], file=sys.stderr)
+        print(summary(Path(report), log_dir)[0], file=sys.stderr)
 
 
 def cancel_pending_timers() -> int:
@@ -211,7 +228,7 @@ class SeriesFailures(RuntimeError):
     """Raised from onsuccess so that the run exits non-zero while any series failed."""
 
 
-def finish_run(report: Path) -> None:
+def finish_run(report: Path, log_dir: Path | None = None) -> None:
     """onsuccess: print the summary; fail the run if the report lists failed series.
 
     The series jobs themselves succeed (failure isolation: one bad series never
@@ -222,7 +239,7 @@ def finish_run(report: Path) -> None:
     """
     if not Path(report).exists():
         return
-    text, failed = summary(Path(report))
+    text, failed = summary(Path(report), log_dir)
     print(text, file=sys.stderr)
     if failed:
         raise SeriesFailures(f"{failed} series failed (see {report})")
