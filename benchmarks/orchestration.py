@@ -40,17 +40,17 @@ import run as bench  # noqa: E402  (cohort generation, shared helpers)
 CLK = os.sysconf("SC_CLK_TCK")
 
 
-def own_cpu(pid: int) -> float | None:
-    """CPU seconds (user + system) of process ``pid`` itself, all threads, no children."""
+def own_cpu(pid: int) -> tuple[float, float] | None:
+    """(user, system) CPU seconds of process ``pid`` itself, all threads, no children."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / CLK  # utime, stime
+    return int(fields[11]) / CLK, int(fields[12]) / CLK  # utime, stime
 
 
-def run_watched(cmd: list[str], profile: Path | None = None) -> tuple[float, float]:
-    """(wall seconds, own CPU seconds of the command's process) — sampled every 50 ms;
+def run_watched(cmd: list[str], profile: Path | None = None) -> tuple[float, float, float]:
+    """(wall seconds, own user and system CPU seconds of the command's process) — sampled every 50 ms;
     the last sample before exit is kept. With ``profile``, py-spy records it."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -59,7 +59,7 @@ def run_watched(cmd: list[str], profile: Path | None = None) -> tuple[float, flo
         spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(proc.pid), "--threads",
                                 "--idle", "--rate", "200", "--format", "raw", "--output", str(profile), "--nonblocking"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    last = 0.0
+    last = (0.0, 0.0)
     err: list[bytes] = []
     reader = threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True)
     reader.start()
@@ -74,7 +74,7 @@ def run_watched(cmd: list[str], profile: Path | None = None) -> tuple[float, flo
         spy.wait(timeout=60)
     if proc.returncode != 0:
         raise subprocess.CalledProcessError(proc.returncode, cmd, stderr=b"".join(err).decode(errors="replace")[-3000:])
-    return wall, last
+    return wall, *last
 
 
 def sleepy_dcm2niix(folder: Path, seconds: float) -> Path:
@@ -105,8 +105,11 @@ def bench_wide(work: Path, n_series: int, seconds: float, cores: int, repeats: i
             if kind == "xargs":
                 res["xargs"].append(xargs_wrapper(folders, work / "xargs-out", wrapper, cores))
                 continue
-            run = work / "wide"
-            shutil.rmtree(run, ignore_errors=True)
+            # A new folder each run (ext4 scans past inodes freed in the last 30 s:
+            # writing where the last run was just deleted adds system CPU).
+            for old in work.glob("wide-*"):
+                shutil.rmtree(old, ignore_errors=True)
+            run = work / f"wide-{i}-{time.monotonic_ns()}"
             run.mkdir(parents=True)
             cfg = bench.write_cfg(run, series_table=str(table), dicom_root=str(cohort / "dicom"), output_dir="out",
                                   convert_workers=cores, dcm2niix_path=str(wrapper))  # fmt: skip
@@ -173,9 +176,11 @@ def bench_copy(work: Path, subjects: int, repeats: int, cores: int) -> dict:
 
 
 def render_wide(r: dict) -> str:
-    ours_wall = statistics.median(w for w, _ in r["ours"])
+    ours_wall = statistics.median(w for w, _, _ in r["ours"])
     base = statistics.median(r["xargs"])
-    cpu = statistics.median(c for _, c in r["ours"])
+    cpu = statistics.median(u + s for _, u, s in r["ours"])
+    user = statistics.median(u for _, u, _ in r["ours"])
+    system = statistics.median(s for _, _, s in r["ours"])
     per = 1000 * cpu / r["series"]
     lines = [
         f"### Emulated `--cores {r['cores']}`: {r['series']} tiny series, dcm2niix wrapper sleeping {r['seconds']:g} s",
@@ -183,7 +188,8 @@ def render_wide(r: dict) -> str:
         "| run | wall (median of %d) | Snakemake process CPU |" % len(r["ours"]),
         "|---|---|---|",
         f"| bidsport `--cores {r['cores']}`, convert_workers {r['cores']} | {ours_wall:.1f} s "
-        f"({min(w for w, _ in r['ours']):.1f}–{max(w for w, _ in r['ours']):.1f}) | {cpu:.1f} s = **{per:.1f} ms a series** |",
+        f"({min(w for w, _, _ in r['ours']):.1f}–{max(w for w, _, _ in r['ours']):.1f}) | {cpu:.1f} s (user {user:.1f}, "
+        f"system {system:.1f}) = **{per:.1f} ms a series** |",
         f"| `xargs -P {r['cores']}` of the same wrapper | {base:.1f} s ({min(r['xargs']):.1f}–{max(r['xargs']):.1f}) | — |",
         "",
         f"Ratio **{ours_wall / base:.2f}×** xargs (target ≤ 1.08×); {per:.1f} ms of Snakemake-process CPU a series (target ≤ 20 ms).",

@@ -31,3 +31,27 @@ def test_summary_names_the_failed_series_log(tmp_path):
     assert failed == 1
     assert f"FAILED A/M00 t2: dcm2niix wrote no image (log: {logs / 'sbad.nifti.log'})" in text
     assert "sgood" not in text
+
+
+def test_one_pending_reevaluation_timer():
+    """Snakemake's scheduler keeps one wake-up timer, not one more per finished job."""
+    import threading
+
+    from snakemake.scheduling.job_scheduler import JobScheduler
+
+    workflow_support.one_reevaluation_timer()
+    assert workflow_support.one_reevaluation_timer() is False  # patched once
+
+    class Scheduler:
+        _open_jobs = threading.Semaphore(0)
+
+    scheduler = Scheduler()
+    before = threading.active_count()
+    for _ in range(50):
+        JobScheduler._schedule_reevalutation(scheduler, 0.2)
+    assert threading.active_count() - before == 1
+    assert scheduler.bidsport_reevaluation.daemon  # never delays the exit
+    assert scheduler._open_jobs.acquire(timeout=5)  # it fired: a scheduling round
+    assert not scheduler._open_jobs.acquire(timeout=0.5)  # once
+    JobScheduler._schedule_reevalutation(scheduler, 0.05)  # the next round starts a new one
+    assert scheduler._open_jobs.acquire(timeout=5)

@@ -40,6 +40,50 @@ def job_cpus(environ: dict | None = None) -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def one_reevaluation_timer() -> bool:
+    """Keep at most one of Snakemake's scheduler re-evaluation timers pending.
+
+    Snakemake's job rate limiter (``--max-jobs-per-timespan``, on by default)
+    ends every scheduling round by starting a ``threading.Timer`` that runs another
+    round a timespan later, and that round starts another timer: every finished
+    job adds a chain of rounds that never ends, so a run of N series ends up doing
+    about N rounds a second, and the Snakemake process's CPU grows with the number
+    of series times the run's length (see benchmarks/results.md, issue 23). One
+    pending timer is enough (a round that finds none starts one), and as a daemon
+    thread it never delays the exit. Patches the private method
+    ``JobScheduler._schedule_reevalutation`` (snakemake 9.27; upstream PR
+    snakemake#3744 discusses the rate limiter's wake-ups). True if patched.
+    """
+    import threading
+
+    try:
+        from snakemake.scheduling.job_scheduler import JobScheduler
+    except ImportError:
+        return False
+    current = getattr(JobScheduler, "_schedule_reevalutation", None)
+    if current is None or getattr(current, "bidsport_patched", False):
+        return False
+    lock = threading.Lock()
+
+    def _schedule_reevalutation(self, delay) -> None:
+        def fire() -> None:
+            with lock:
+                self.bidsport_reevaluation = None
+            self._open_jobs.release()
+
+        with lock:
+            if getattr(self, "bidsport_reevaluation", None) is not None:
+                return
+            timer = threading.Timer(delay, fire)
+            timer.daemon = True
+            self.bidsport_reevaluation = timer
+        timer.start()
+
+    _schedule_reevalutation.bidsport_patched = True
+    JobScheduler._schedule_reevalutation = _schedule_reevalutation
+    return True
+
+
 def check_dcm2niix(cfg: dict) -> tuple[str | None, str]:
     """(binary, version) when NIfTI is wanted, else (None, ""); raises a clear error."""
     if not wants_nifti(cfg):

@@ -21,6 +21,9 @@ from bidsport import (
 )  # noqa: E402
 
 workflow_support.prepare_job_environment(workflow.basedir)
+# Snakemake's scheduler multiplies its wake-up timers (one more chain per finished
+# job): keep one (a Snakemake internal, see workflow_support).
+workflow_support.one_reevaluation_timer()
 
 # Inside a cluster job (`--mode remote`: a SLURM job holding one series or a group
 # of them), the series rules are local rules: this Snakemake runs them itself, as
