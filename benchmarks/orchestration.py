@@ -139,9 +139,9 @@ def summarize_profile(raw: Path, top: int = 25) -> list[tuple[str, float]]:
     return [(k, v / busy) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])[:top]] if busy else []
 
 
-def bench_copy(work: Path, subjects: int, repeats: int, cores: int) -> dict:
-    cohort = HERE / "cache" / "realistic"
-    full = bench.make_cohort(cohort, max(subjects, 8), bench.REALISTIC)
+def bench_copy(work: Path, subjects: int, repeats: int, cores: int, quick: bool = False) -> dict:
+    cohort = HERE / "cache" / ("small" if quick else "realistic")
+    full = bench.make_cohort(cohort, max(subjects, 2 if quick else 8), bench.SMALL if quick else bench.REALISTIC)
     table = bench.subset_table(full, subjects)
     roots = sorted({str(cohort / "dicom" / r.split("\t")[0]) for r in list(open(table))[1:]})
     files = sum(len(fs) for root in roots for _, _, fs in os.walk(root))
@@ -242,7 +242,7 @@ def main() -> int:
     if args.only in (None, "wide"):
         parts.append(render_wide(bench_wide(args.work, args.series, args.sleep, args.cores, args.repeats, args.profile, args.extra.split())))
     if args.only in (None, "copy"):
-        parts.append(render_copy(bench_copy(args.work, args.subjects, args.repeats, args.copy_cores)))
+        parts.append(render_copy(bench_copy(args.work, args.subjects, args.repeats, args.copy_cores, args.quick)))
     text = "\n\n".join(parts) + "\n"
     print(text)
     if args.output:

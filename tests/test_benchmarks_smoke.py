@@ -19,3 +19,14 @@ def test_benchmark_entry_point_quick(tmp_path):
     assert "NIfTI export, 1 subjects (3 series) vs `xargs -P 2 dcm2niix`" in proc.stdout
     assert "re-run after adding one subject" in proc.stdout
     assert "| 100 |" in proc.stdout
+
+
+def test_orchestration_benchmark_quick(tmp_path):
+    """benchmarks/orchestration.py (issue 23): emulated wide export and copy vs cp -r."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "orchestration.py"), "--quick", "--work", str(tmp_path)],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ms a series" in proc.stdout and "xargs -P 16" in proc.stdout
+    assert "`cp -r` of the subject folders" in proc.stdout
