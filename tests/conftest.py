@@ -17,10 +17,10 @@ import pytest  # noqa: E402
 from helpers import needs_samples, sample_session, synthetic_session  # noqa: E402
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def slurm():
-    """A real single-node SLURM for the module's tests (skipped, with the reason,
-    only where it cannot be installed); its daemons are stopped afterwards."""
+    """A real single-node SLURM, started once for every test that needs it (skipped,
+    with the reason, only where it cannot be installed); stopped at the end."""
     from slurm_cluster import LocalSlurm, SlurmUnavailable
 
     try:

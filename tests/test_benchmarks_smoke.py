@@ -23,3 +23,14 @@ def test_benchmark_entry_point_quick(tmp_path):
     assert "re-run after adding one subject" in proc.stdout
     assert "| 100 |" in proc.stdout
     assert {p.name for p in tmp_path.iterdir()} >= {"work-quick", "cohort-small-3"}  # its cohort and work, here
+
+
+def test_orchestration_benchmark_quick(tmp_path):
+    """benchmarks/orchestration.py (issue 23): emulated wide export and copy vs cp -r."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "orchestration.py"), "--quick", "--work", str(tmp_path)],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ms a series" in proc.stdout and "xargs -P 16" in proc.stdout
+    assert "`cp -r` of the subject folders" in proc.stdout

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 SNAKEFILE = textwrap.dedent(
     """

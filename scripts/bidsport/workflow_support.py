@@ -24,13 +24,64 @@ def prepare_job_environment(basedir: str) -> None:
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 
-def run_jobs_in_threads(workflow) -> bool:
-    """Make Snakemake's local executor run ``run:`` jobs in threads (the effect of
-    ``--force-use-threads``); True if the setting could be made."""
-    settings = getattr(workflow, "execution_settings", None)
-    if settings is None or not hasattr(settings, "use_threads"):
+def job_cpus(environ: dict | None = None) -> int:
+    """The CPUs this cluster job holds, for running its series side by side.
+
+    SLURM says so in ``SLURM_CPUS_PER_TASK`` (set when the job asked for
+    ``--cpus-per-task``, as the SLURM executor does) or ``SLURM_CPUS_ON_NODE``;
+    elsewhere, the CPUs this process may run on."""
+    environ = os.environ if environ is None else environ
+    for name in ("SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE"):
+        value = environ.get(name, "").split("(")[0].split(",")[0]  # e.g. "4" or "4(x2)"
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def one_reevaluation_timer() -> bool:
+    """Keep at most one of Snakemake's scheduler re-evaluation timers pending.
+
+    Snakemake's job rate limiter (``--max-jobs-per-timespan``, on by default)
+    ends every scheduling round by starting a ``threading.Timer`` that runs another
+    round a timespan later, and that round starts another timer: every finished
+    job adds a chain of rounds that never ends, so a run of N series ends up doing
+    about N rounds a second, and the Snakemake process's CPU grows with the number
+    of series times the run's length (see benchmarks/results.md, issue 23). One
+    pending timer is enough (a round that finds none starts one), and as a daemon
+    thread it never delays the exit. Patches the private method
+    ``JobScheduler._schedule_reevalutation`` (snakemake 9.27; upstream PR
+    snakemake#3744 discusses the rate limiter's wake-ups). True if patched.
+    """
+    import threading
+
+    try:
+        from snakemake.scheduling.job_scheduler import JobScheduler
+    except ImportError:
         return False
-    settings.use_threads = True
+    current = getattr(JobScheduler, "_schedule_reevalutation", None)
+    if current is None or getattr(current, "bidsport_patched", False):
+        return False
+    lock = threading.Lock()
+
+    def _schedule_reevalutation(self, delay) -> None:
+        def fire() -> None:
+            with lock:
+                self.bidsport_reevaluation = None
+            self._open_jobs.release()
+
+        with lock:
+            if getattr(self, "bidsport_reevaluation", None) is not None:
+                return
+            timer = threading.Timer(delay, fire)
+            timer.daemon = True
+            self.bidsport_reevaluation = timer
+        timer.start()
+
+    _schedule_reevalutation.bidsport_patched = True
+    JobScheduler._schedule_reevalutation = _schedule_reevalutation
     return True
 
 
@@ -241,8 +292,16 @@ def warn_about_space(plan_tsv: Path, state: Path, cfg: dict) -> None:
         print(warning, file=sys.stderr)
 
 
-def summary(report: Path) -> tuple[str, int]:
-    """The end-of-run summary of an export report, and how many series failed."""
+def series_logs(key: str, log_dir: Path | None) -> list[str]:
+    """The series' own job logs (one a part) that exist in ``log_dir``."""
+    if log_dir is None or not key:
+        return []
+    return [str(p) for part in ("nifti", "dicom") if (p := Path(log_dir) / f"{key}.{part}.log").exists()]
+
+
+def summary(report: Path, log_dir: Path | None = None) -> tuple[str, int]:
+    """The end-of-run summary of an export report, and how many series failed;
+    each failed series names its own log (in ``log_dir``)."""
     with open(report, encoding="utf-8", newline="") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))
     failed = [r for r in rows if r["status"] == "failed"]
@@ -256,17 +315,19 @@ def summary(report: Path) -> tuple[str, int]:
     lines += faults.summary_lines([r["reason"] for r in failed])  # a full disk: said once
     for r in failed:
         kind = faults.kind_of(r["reason"])  # already said once, above
-        reason = f"({kind})" if kind else f": {r['reason']}"
-        lines.append(f"  FAILED {r['subject']}/{r['session']} {r['series_description'] or r['series_instance_uid']} {reason}")
+        reason = f" ({kind})" if kind else f": {r['reason']}"
+        logs = series_logs(r.get("key", ""), log_dir)
+        where = f" (log: {', '.join(logs)})" if logs else ""
+        lines.append(f"  FAILED {r['subject']}/{r['session']} {r['series_description'] or r['series_instance_uid']}{reason}{where}")
     if failed:
         lines.append(f"bidsport: {len(failed)} series failed; fix them and re-run (only those will be retried).")
     return "\n".join(lines), len(failed)
 
 
-def print_summary(report: Path) -> None:
+def print_summary(report: Path, log_dir: Path | None = None) -> None:
     """For Snakemake's onsuccess/onerror: say how the export went, if it got that far."""
     if Path(report).exists():
-        print(summary(Path(report))[0], file=sys.stderr)
+        print(summary(Path(report), log_dir)[0], file=sys.stderr)
 
 
 def cancel_pending_timers() -> int:
@@ -289,7 +350,7 @@ class SeriesFailures(RuntimeError):
     """Raised from onsuccess so that the run exits non-zero while any series failed."""
 
 
-def finish_run(report: Path) -> None:
+def finish_run(report: Path, log_dir: Path | None = None) -> None:
     """onsuccess: print the summary; fail the run if the report lists failed series.
 
     The series jobs themselves succeed (failure isolation: one bad series never
@@ -300,7 +361,7 @@ def finish_run(report: Path) -> None:
     """
     if not Path(report).exists():
         return
-    text, failed = summary(Path(report))
+    text, failed = summary(Path(report), log_dir)
     print(text, file=sys.stderr)
     if failed:
         raise SeriesFailures(f"{failed} series failed (see {report})")

@@ -19,12 +19,25 @@ from bidsport import (
 )  # noqa: E402
 
 workflow_support.prepare_job_environment(workflow.basedir)
+# Snakemake's scheduler multiplies its wake-up timers (one more chain per finished
+# job): keep one (a Snakemake internal, see workflow_support).
+workflow_support.one_reevaluation_timer()
 
-# The plan, series, dataset and QC jobs are `run:` blocks that call bidsport: run
-# them as threads of this process (as --force-use-threads does), never as one new
-# Snakemake process each (a start-up per job). Set here, not only in the
-# profile, because a cluster job step that runs a group of series gets no such flag.
-workflow_support.run_jobs_in_threads(workflow)
+# Inside a cluster job (`--mode remote`: a SLURM job holding one series or a group
+# of them), the series rules are local rules: this Snakemake runs them itself, as
+# threads (use_threads is on under a remote executor), up to the CPUs the job
+# holds. Otherwise the job-step executor starts every member as its own
+# `srun ... python -m snakemake` (an interpreter, imports and a workflow parse per
+# series) and one at a time (it is passed `--jobs 1`, which is the `_nodes`
+# resource). This rests on Snakemake internals: see docs/clusters.md.
+if workflow.remote_exec:
+
+    localrules:
+        convert_series,
+        copy_series,
+
+    workflow.register_resource("_nodes", workflow_support.job_cpus())
+
 
 # Without --configfile/--config, export the demo (config/config.yaml).
 if not config:
@@ -156,9 +169,13 @@ onstart:
 # exits non-zero while any series failed (its job succeeded: failure isolation).
 onsuccess:
     workflow_support.cancel_pending_timers()  # exit now, not a second later
-    workflow_support.finish_run(CODE / "export_report.tsv")
+    workflow_support.finish_run(
+        CODE / "export_report.tsv", STATE / "logs" / "series"
+    )
 
 
 onerror:
     workflow_support.cancel_pending_timers()
-    workflow_support.print_summary(CODE / "export_report.tsv")
+    workflow_support.print_summary(
+        CODE / "export_report.tsv", STATE / "logs" / "series"
+    )
