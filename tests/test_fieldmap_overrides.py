@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bidsport import dataset, fieldmaps
+from bidsport import dataset_metadata, fieldmaps
 from bidsport.plan import build_plan
 from bidsport.table import TableError, load_fieldmap_links_table, load_sessions_table
 
@@ -154,10 +154,10 @@ def test_sessions_tsv_gets_the_table_columns_and_sessions_json_describes_them(tm
         "subject_code,session_id,age,scanner\nP-1,M00,34,Prisma\nP-1,M12,35,\nP-9,M00,50,Skyra\nP-2,M24,40,Skyra\n",
     )
     out = tmp_path / "out"
-    sessions = dataset._sessions_table({"sessions_table": str(table)}, plan)
+    sessions = dataset_metadata.sessions_table({"sessions_table": str(table)}, plan)
     warning = capsys.readouterr().err
     assert "2 row(s) match no exported session and are ignored: line 4 (P-9, M00), line 5 (P-2, M24)" in warning
-    dataset._write_sessions(out, plan, sessions)
+    dataset_metadata.write_sessions(out, plan, sessions)
     p1 = list(csv.DictReader(open(out / "sub-P1/sub-P1_sessions.tsv"), delimiter="\t"))
     assert p1 == [
         {"session_id": "ses-M00", "acq_time": "2024-01-15T09:30:00", "age": "34", "scanner": "Prisma"},
@@ -168,7 +168,7 @@ def test_sessions_tsv_gets_the_table_columns_and_sessions_json_describes_them(tm
     described = json.loads((out / "sessions.json").read_text())
     assert list(described) == ["session_id", "acq_time", "age", "scanner"]
     assert described["age"]["Units"] == "year" and all(v["Description"] for v in described.values())
-    dataset._write_sessions(out, plan)  # without a table: the two standard columns
+    dataset_metadata.write_sessions(out, plan)  # without a table: the two standard columns
     assert (out / "sub-P1/sub-P1_sessions.tsv").read_text().splitlines()[0] == "session_id\tacq_time"
     assert list(json.loads((out / "sessions.json").read_text())) == ["session_id", "acq_time"]
 

@@ -1,7 +1,7 @@
 import pytest
 
 from bidsport import images, naming
-from bidsport.dataset import bidsignore_lines, is_raw_file
+from bidsport.bids_files import bidsignore_lines, is_raw_file
 
 
 def name(**row):

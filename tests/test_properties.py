@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bidsport import naming
-from bidsport.dataset import bidsignore_lines, is_raw_file
+from bidsport.bids_files import bidsignore_lines, is_raw_file
 from bidsport.labels import LabelError, sanitize_label
 from bidsport.plan import build_plan
 from bidsport.table import TableError

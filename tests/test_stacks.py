@@ -160,7 +160,7 @@ def test_output_facts_prefer_the_sidecar_over_dcm2niix_postfixes():
 def test_a_fieldmap_the_validator_would_reject_is_named_as_incomplete(tmp_path):
     import json
 
-    from bidsport.dataset import incomplete_fieldmaps
+    from bidsport.fieldmap_sidecars import incomplete_fieldmaps
 
     fmap = "sub-1/ses-A/fmap/sub-1_ses-A_"
     files = [fmap + "phasediff.nii.gz", fmap + "phasediff.json", fmap + "run-02_phase1.nii.gz", fmap + "run-02_magnitude1.nii.gz"]

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from bidsport import mapping, naming, vocabulary
-from bidsport.dataset import bidsignore_lines, is_raw_file
+from bidsport.bids_files import bidsignore_lines, is_raw_file
 from bidsport.plan import build_plan
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bidsport import demo_data
+from bidsport import demo_data, tsv
 from bidsport.synthdicom import make_uid, spec_for, write_series
 from helpers import SAMPLES, dataset_files, needs_samples, read_report, run_workflow, validator_issues
 
@@ -52,8 +52,8 @@ def cohort(tmp_path_factory):
                      "series_instance_uid": written.series_instance_uid, "series_number": number,
                      "series_time": series_time, "series_description": spec.description,
                      "dicom_path": str(path), **columns})  # fmt: skip
-    demo_data._write_tsv(root / "series_table.tsv", rows, demo_data.COLUMNS)
-    demo_data._write_tsv(root / "subjects.tsv", [{"subject_code": "P-001", "sex": "F", "age": 34}], ["subject_code", "sex", "age"])
+    tsv.write(root / "series_table.tsv", rows, demo_data.COLUMNS)
+    tsv.write(root / "subjects.tsv", [{"subject_code": "P-001", "sex": "F", "age": 34}], ["subject_code", "sex", "age"])
     return root
 
 

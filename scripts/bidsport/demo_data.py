@@ -8,10 +8,9 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 from pathlib import Path
 
+from . import tsv
 from .synthdicom import make_uid, spec_for, write_series
 
 # (folder, kind, table columns); series in one folder share it (swi mag + phase).
@@ -73,27 +72,16 @@ def make_demo(root: Path, n_subjects: int = 3) -> Path:
                         **columns,
                     }
                 )
-    _write_tsv(root / "series_table.tsv", rows, COLUMNS)
+    tsv.write(root / "series_table.tsv", rows, COLUMNS)
     sexes, ages, groups = ["F", "M", "F", "M"], [34, 41, 29, 52], ["patient", "control", "patient", "control"]
-    _write_tsv(
+    tsv.write(
         root / "subjects.tsv",
         [{"subject_code": s, "sex": sexes[i % 4], "age": ages[i % 4], "group": groups[i % 4]} for i, s in enumerate(subjects)],
         ["subject_code", "sex", "age", "group"],
     )
     ids = [{"subject_code": s, "id_type": "STUDY_ID", "other_identifier": f"STUDY-{100 + i}"} for i, s in enumerate(subjects[:-1])]
-    _write_tsv(root / "subject_identifiers.tsv", ids, ["subject_code", "id_type", "other_identifier"])
+    tsv.write(root / "subject_identifiers.tsv", ids, ["subject_code", "id_type", "other_identifier"])
     return root / "series_table.tsv"
-
-
-def _write_tsv(path: Path, rows: list[dict], columns: list[str]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, delimiter="\t", lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    text = buf.getvalue()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists() or path.read_text(encoding="utf-8") != text:
-        path.write_text(text, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:

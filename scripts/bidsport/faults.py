@@ -114,7 +114,7 @@ def describe(exc: OSError, output_dir: Path) -> str | None:
 
 def kind_of(reason: str) -> str | None:
     """The machine fault a report reason names (a ``KINDS`` label), if any; a
-    series' reasons are ``part: reason`` joined by ``; `` (dataset.finalize)."""
+    series' reasons are ``part: reason`` joined by ``; `` (report.merge_manifests)."""
     for piece in reason.split("; "):
         for head in piece.split(": ", 2)[:2]:
             if head.strip() in KINDS:

@@ -25,13 +25,12 @@ one is refused, and URLs are shown with any password masked.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import tsv
 from .fsutil import write_if_changed
 
 if TYPE_CHECKING:
@@ -379,15 +378,6 @@ def snapshot_relpaths() -> tuple[str, ...]:
     return tuple(f"{SNAPSHOT_DIR}/{name}" for name in SNAPSHOT_FILES.values())
 
 
-def _tsv(columns: list[str], rows: list[list[str]]) -> str:
-    """TSV as pandas would write it (quoted only where a value needs it)."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, delimiter="\t", lineterminator="\n")
-    writer.writerow(columns)
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
 def snapshot_texts(cfg: dict) -> dict[Path, str]:
     """Read the configured cohort: snapshot file -> its content (nothing is written)."""
     url, cohort = cfg["nils_database_url"], cfg["nils_cohort"]
@@ -405,7 +395,7 @@ def snapshot_texts(cfg: dict) -> dict[Path, str]:
         "subjects_table": (SUBJECT_COLUMNS, subjects),
         "subject_identifiers_table": (IDENTIFIER_COLUMNS, identifiers),
     }
-    return {paths[k]: _tsv(*tables[k]) for k in SNAPSHOT_FILES}
+    return {paths[k]: tsv.quoted_text(*tables[k]) for k in SNAPSHOT_FILES}
 
 
 def write_snapshot(cfg: dict) -> dict[str, bool]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import sys
@@ -10,8 +9,10 @@ from functools import lru_cache
 from pathlib import Path
 
 from . import dcm2niix as d2n
-from . import faults
+from . import faults, tsv
+from .dataset_ledger import DECLARED_OUTPUTS, ledger_is_current
 from .fsutil import folder_size
+from .report import read_report
 from .settings import wants_nifti
 
 
@@ -136,8 +137,6 @@ def dataset_tables(cfg: dict) -> list[str]:
 
 def dataset_outputs(cfg: dict, out: Path) -> list[str]:
     """Dataset-level files that are declared outputs (for a BIDS NIfTI tree)."""
-    from .dataset import DECLARED_OUTPUTS
-
     if cfg["layout"] != "bids" or not wants_nifti(cfg):
         return []
     return [str(out / n) for n in DECLARED_OUTPUTS]
@@ -166,8 +165,7 @@ def plan_rows(plan_tsv: str | os.PathLike) -> tuple[dict, ...]:
 
 @lru_cache(maxsize=2)
 def _plan_rows(path: str, _version: int) -> tuple[dict, ...]:
-    with open(path, encoding="utf-8", newline="") as fh:
-        return tuple(csv.DictReader(fh, delimiter="\t"))
+    return tuple(tsv.read(Path(path)))
 
 
 def nifti_rows_by_subject(plan_tsv: str | os.PathLike) -> dict[str, list[dict]]:
@@ -230,9 +228,7 @@ def force_if_stale(workflow, manifest: str | os.PathLike, output_dir: Path) -> b
 
 def force_if_changed(workflow, ledger: str | os.PathLike, output_dir: Path, output: str | os.PathLike) -> bool:
     """Make Snakemake re-run the dataset step (the job writing ``output``) when a
-    file it wrote was deleted or changed since (``dataset.ledger_is_current``)."""
-    from .dataset import ledger_is_current
-
+    file it wrote was deleted or changed since (``dataset_ledger.ledger_is_current``)."""
     if not workflow.is_main_process or not Path(output).exists() or ledger_is_current(Path(ledger), Path(output_dir)):
         return False
     return force(workflow, output)
@@ -302,8 +298,7 @@ def series_logs(key: str, log_dir: Path | None) -> list[str]:
 def summary(report: Path, log_dir: Path | None = None) -> tuple[str, int]:
     """The end-of-run summary of an export report, and how many series failed;
     each failed series names its own log (in ``log_dir``)."""
-    with open(report, encoding="utf-8", newline="") as fh:
-        rows = list(csv.DictReader(fh, delimiter="\t"))
+    rows = read_report(report)
     failed = [r for r in rows if r["status"] == "failed"]
     counts: dict[str, int] = {}
     for r in rows:

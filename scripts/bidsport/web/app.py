@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import json
 import secrets
 from pathlib import Path
@@ -20,6 +19,7 @@ from starlette.templating import Jinja2Templates
 from .. import thumbnails
 from ..overrides import OverrideError
 from ..plan import NIFTI_FORMATS, NothingToExport, build_plan
+from ..report import read_report
 from ..settings import resolve_paths
 from ..table import TableError, resolve_dicom_path
 from . import cohorts, form
@@ -149,11 +149,8 @@ def create_app(defaults: dict, token: str, state_dir: Path, cores: int, cookie_n
         except LookupError:
             return PlainTextResponse("no such export", status_code=404)
         path = export.output / "code" / "bidsport" / "export_report.tsv"
-        rows, columns = [], []
-        if path.exists():
-            with open(path, encoding="utf-8", newline="") as fh:
-                reader = csv.DictReader(fh, delimiter="\t")
-                columns, rows = list(reader.fieldnames or []), list(reader)
+        rows = read_report(path)
+        columns = list(rows[0]) if rows else []
         return templates.TemplateResponse(request, "report.html", {"export": export, "columns": columns, "rows": rows, "path": path})
 
     def validation_json(export: Export) -> Path:

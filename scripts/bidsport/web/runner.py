@@ -12,7 +12,6 @@ if it lingers; files reach their final names only when complete either way.
 from __future__ import annotations
 
 import asyncio
-import csv
 import datetime as dt
 import hashlib
 import json
@@ -27,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from .. import safety
+from ..report import read_report as report_rows
 
 from ..settings import workflow_dir
 ENDED = ("finished", "failed", "cancelled", "interrupted")
@@ -315,11 +315,10 @@ def write_config(export: Export, config: dict) -> None:
 
 def read_report(output: Path) -> tuple[dict, list[dict]]:
     """Counts by status and the failed series, from code/bidsport/export_report.tsv."""
-    report = output / "code" / "bidsport" / "export_report.tsv"
-    if not report.exists():
+    path = output / "code" / "bidsport" / "export_report.tsv"
+    if not path.exists():
         return {}, []
-    with open(report, encoding="utf-8", newline="") as fh:
-        rows = list(csv.DictReader(fh, delimiter="\t"))
+    rows = report_rows(path)
     counts = {k: 0 for k in ("exported", "skipped", "failed", "excluded")}
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
