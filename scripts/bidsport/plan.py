@@ -10,7 +10,6 @@ their content changes, so that a job re-runs only when its own series changed.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING, Callable
 if TYPE_CHECKING:  # type hints only; table.read_table imports pandas when it reads
     import pandas as pd
 
-from . import fieldmaps, mapping, naming, overrides, stacks, vocabulary
+from . import fieldmaps, mapping, naming, overrides, stacks, tsv, vocabulary
 from .fsutil import write_if_changed
 from .labels import sanitize_label
 from .table import TableError, parse_date, parse_time, resolve_dicom_path
@@ -731,21 +730,6 @@ def write_plan(plan: Plan, plan_tsv: Path, spec_dir: Path, excluded_tsv: Path, o
         d["raw_bids"] = "" if e.subfolder or e.tail else "yes"
         d["warnings"] = " | ".join(e.warnings)
         rows.append({k: ("" if d.get(k) is None else d.get(k)) for k in PLAN_COLUMNS})
-    write_if_changed(plan_tsv, _tsv(rows, PLAN_COLUMNS))
-    write_if_changed(excluded_tsv, _tsv(plan.excluded, EXCLUDED_COLUMNS))
+    write_if_changed(plan_tsv, tsv.to_text(rows, PLAN_COLUMNS))
+    write_if_changed(excluded_tsv, tsv.to_text(plan.excluded, EXCLUDED_COLUMNS))
     return changed
-
-
-def _tsv(rows: list[dict], columns: list[str]) -> str:
-    import io
-
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, delimiter="\t", lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: _clean(r.get(k, "")) for k in columns})
-    return buf.getvalue()
-
-
-def _clean(value) -> str:
-    return str(value).replace("\t", " ").replace("\n", " ").replace("\r", " ")
