@@ -199,7 +199,7 @@ def _xargs(folders: list[str], script: str, cores: int) -> float:
 
 def reflink_supported(folder: Path) -> bool:
     """Whether this filesystem can clone files (FICLONE), probed in ``folder``."""
-    from bidsport.export_series import _reflink
+    from bidsport.dicom_copy import reflink as _reflink
 
     folder.mkdir(parents=True, exist_ok=True)
     src, dst = folder / "reflink-probe.src", folder / "reflink-probe.dst"

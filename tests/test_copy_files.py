@@ -1,4 +1,4 @@
-"""DICOM copies (export_series.copy_files): exact bytes, the source's mode bits,
+"""DICOM copies (dicom_copy.copy_files): exact bytes, the source's mode bits,
 sources untouched, for every method; the clone probe is made once per filesystem."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import stat
 
 import pytest
 
-from bidsport import export_series
+from bidsport import dicom_copy
 
 
 def digest(path):
@@ -33,7 +33,7 @@ def sources(tmp_path):
 def test_copies_are_exact_and_sources_untouched(tmp_path, sources, method):
     before = {p: (digest(p), p.stat().st_mtime_ns, stat.S_IMODE(p.stat().st_mode)) for p in sources}
     dest = tmp_path / "out" / "dcm"
-    export_series.copy_files([str(p) for p in sources], dest, method, workers=4)
+    dicom_copy.copy_files([str(p) for p in sources], dest, method, workers=4)
     assert sorted(p.name for p in dest.iterdir()) == sorted(p.name for p in sources)
     umask = os.umask(0)
     os.umask(umask)
@@ -47,10 +47,10 @@ def test_copies_are_exact_and_sources_untouched(tmp_path, sources, method):
 
 
 def test_clone_probe_once_per_filesystem_and_leaves_nothing(tmp_path):
-    first = export_series.can_clone(tmp_path)
+    first = dicom_copy.can_clone(tmp_path)
     assert isinstance(first, bool)
-    assert export_series.can_clone(tmp_path / ".") == first
+    assert dicom_copy.can_clone(tmp_path / ".") == first
     assert list(tmp_path.iterdir()) == []  # the probe files are gone
     # A copy into a filesystem that cannot clone lets cp copy in the kernel.
-    flags = export_series.cp_flags("copy", tmp_path)
+    flags = dicom_copy.cp_flags("copy", tmp_path)
     assert flags == (["--reflink=never"] if first else ["--reflink=auto"])

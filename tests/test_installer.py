@@ -1,7 +1,7 @@
 """A series job killed after moving files into place but before recording them must
 recognise those files as its own next time (found by the web page's Cancel)."""
 
-from bidsport import export_series as es
+from bidsport import install, nifti_outputs
 
 REL = "sub-1/anat/sub-1_T1w.nii.gz"
 
@@ -9,7 +9,7 @@ REL = "sub-1/anat/sub-1_T1w.nii.gz"
 def _install(out, tmp_path, previous):
     src = tmp_path / "new.nii.gz"
     src.write_bytes(b"new")
-    installer = es.Installer(out, "skip", previous)
+    installer = install.Installer(out, "skip", previous)
     installer.install_file(src, REL)
     return installer
 
@@ -17,9 +17,9 @@ def _install(out, tmp_path, previous):
 def test_files_announced_before_a_kill_are_ours(tmp_path):
     out = tmp_path / "out"
     (out / REL).parent.mkdir(parents=True)
-    es._announce(out, "s1", "nifti", None, [REL])  # what the job does before installing
+    install.announce(out, "s1", "nifti", None, [REL])  # what the job does before installing
     (out / REL).write_bytes(b"old")  # ... installed, then killed before its ledger was final
-    installer = _install(out, tmp_path, es._read_json(es.ledger_path(out, "s1", "nifti")))
+    installer = _install(out, tmp_path, install.read_json(install.ledger_path(out, "s1", "nifti")))
     assert (out / REL).read_bytes() == b"new" and installer.skipped == []
 
 
@@ -33,10 +33,10 @@ def test_foreign_files_are_kept_in_skip_mode(tmp_path):
 
 def test_outputs_named_by_series_uid_are_told_apart_exactly():
     prefix = "series_1.2.3"
-    assert es._named_for("series_1.2.3.nii.gz", prefix)
-    assert es._named_for("series_1.2.3_e2.json", prefix)
-    assert es._named_for("series_1.2.3_ph.nii.gz", prefix)
-    assert es._named_for("series_1.2.3a.nii.gz", prefix)  # dcm2niix's suffix for a repeated name
-    assert not es._named_for("series_1.2.34.nii.gz", prefix)  # another UID that starts like ours
-    assert not es._named_for("series_1.2.3.4.nii.gz", prefix)
-    assert not es._named_for("series_9.9.nii.gz", prefix)
+    assert nifti_outputs.named_for("series_1.2.3.nii.gz", prefix)
+    assert nifti_outputs.named_for("series_1.2.3_e2.json", prefix)
+    assert nifti_outputs.named_for("series_1.2.3_ph.nii.gz", prefix)
+    assert nifti_outputs.named_for("series_1.2.3a.nii.gz", prefix)  # dcm2niix's suffix for a repeated name
+    assert not nifti_outputs.named_for("series_1.2.34.nii.gz", prefix)  # another UID that starts like ours
+    assert not nifti_outputs.named_for("series_1.2.3.4.nii.gz", prefix)
+    assert not nifti_outputs.named_for("series_9.9.nii.gz", prefix)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bidsport import export_series, images, stacks
+from bidsport import images, nifti_outputs, outcomes, stacks
 from bidsport.plan import build_plan
 
 CFG = {"include_intents": ["anat", "dwi", "func", "fmap", "perf", "localizer"], "output_mode": "nii.gz", "layout": "bids"}
@@ -143,12 +143,12 @@ def test_a_stack_job_takes_the_output_its_columns_describe_never_the_sorted_one(
         "_e2": _group(tmp_path, "_e2", {"EchoTime": 0.01, "ImageType": ["ORIGINAL", "PRIMARY", "M", "MAGNITUDE"]}),
         "_e2_ph": _group(tmp_path, "_e2_ph", {"EchoTime": 0.01, "ImageType": ["ORIGINAL", "PRIMARY", "P", "PHASE"]}),
     }
-    facts = export_series.sidecar_facts(groups)
+    facts = nifti_outputs.sidecar_facts(groups)
     spec = {"n_stacks": 4, "stack_index": 0, "stack": stacks.stack_facts({"stack_echo_time": "7", "stack_image_type": "ORIGINAL\\PRIMARY\\P\\FFE"})}
-    assert list(export_series.select_stack(groups, spec, facts)) == ["_e1_ph"]
+    assert list(nifti_outputs.select_stack(groups, spec, facts)) == ["_e1_ph"]
     spec["stack"] = stacks.stack_facts({"stack_echo_time": "4.6", "stack_image_type": "ORIGINAL\\PRIMARY\\M"})
-    with pytest.raises(export_series.SeriesFailed, match="none of the 4 image"):
-        export_series.select_stack(groups, spec, facts)
+    with pytest.raises(outcomes.SeriesFailed, match="none of the 4 image"):
+        nifti_outputs.select_stack(groups, spec, facts)
 
 
 def test_output_facts_prefer_the_sidecar_over_dcm2niix_postfixes():

@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # type hints only; table.read_table imports pandas when it re
     import pandas as pd
 
 from . import dataset_ledger, dataset_metadata, fieldmap_sidecars, report, tsv
-from .export_series import STATE_DIR
+from .install import STATE_DIR
 
 
 def finalize(

@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # type hints only; table.read_table imports pandas when it re
 from . import __version__, bids_schema, fieldmaps, table, tsv
 from .acquisition import acquisition
 from .bids_files import README_NAMES, bidsignore_lines, is_raw_image
-from .export_series import inside
+from .install import inside
 from .fsutil import write_if_changed
 
 AGE_CAP_TEXT = "89+"
