@@ -13,14 +13,14 @@ from pathlib import Path
 
 import yaml
 
-from .settings import workflow_dir
+from .table import schema_dir
 
 BEGIN = "<!-- config-reference:begin (python -m bidsport.config_reference) -->"
 END = "<!-- config-reference:end -->"
 
 
 def schema_path() -> Path:
-    return workflow_dir() / "workflow" / "schemas" / "config.schema.yaml"
+    return schema_dir() / "config.schema.yaml"
 
 
 def _values(spec: dict) -> str:

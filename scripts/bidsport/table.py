@@ -19,11 +19,11 @@ if TYPE_CHECKING:  # imported where used: start-up that steps without tables ski
     import pandas as pd
 
 from .labels import LabelError, sanitize_label
-from .settings import workflow_dir
 
 def schema_dir() -> Path:
-    """``workflow/schemas`` of the bidsport workflow (see settings.workflow_dir)."""
-    return workflow_dir() / "workflow" / "schemas"
+    """The JSON schemas of the config and the tables: shipped inside the package
+    (``workflow/schemas`` in the source tree links here, Snakemake's usual place)."""
+    return Path(__file__).resolve().parent / "schemas"
 
 REQUIRED_SERIES_COLUMNS = ("subject_code", "series_instance_uid", "dicom_path", "directory_type")
 
