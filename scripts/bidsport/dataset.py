@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # type hints only; table.read_table imports pandas when it reads
     import pandas as pd
 
-from . import dataset_ledger, dataset_metadata, fieldmap_sidecars, report, tsv
+from . import dataset_ledger, dataset_metadata, fieldmap_sidecars, formats, report, tsv
 from .install import STATE_DIR
 
 
@@ -38,7 +38,7 @@ def finalize(
     plan = tsv.read(plan_tsv)
     excluded = tsv.read(excluded_tsv)
     by_key, incomplete = report.merge_manifests(manifests)  # incomplete: files whose sidecar lacks required keys
-    bids_tree = cfg.get("layout", "bids") == "bids" and any(f in ("nii", "nii.gz") for f in cfg.get("_formats", []))
+    bids_tree = cfg.get("layout", "bids") == "bids" and formats.wants_nifti(cfg.get("_formats", []))
     if bids_tree:  # a fieldmap the validator would reject is exported, listed in .bidsignore, and said so
         incomplete |= fieldmap_sidecars.complete_fieldmaps(output_dir, by_key)
     report_rows, counts = report.build(plan, by_key, excluded, output_dir, output_dir / STATE_DIR / "ledger")

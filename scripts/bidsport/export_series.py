@@ -28,7 +28,7 @@ import traceback
 from pathlib import Path
 
 from . import dcm2niix as d2n
-from . import bids_schema, faults, sidecars
+from . import bids_schema, faults, formats, sidecars
 from .dicom_copy import copy_files
 from .dicom_scan import absent_message, scan_series
 from .fsutil import folder_size, write_if_changed
@@ -45,6 +45,7 @@ from .nifti_outputs import (
 )
 from .outcomes import NotExported, SeriesFailed
 from .series_files import file_list, is_split, listed_files, own_stack_files, stack_copy, symlink_folder
+from .workflow_support import job_environment
 
 def _modality(path: str) -> str | None:
     """The file's DICOM Modality (one header read), or None if it does not say."""
@@ -71,7 +72,7 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
         scratch.mkdir(parents=True)  # a read-only or full output fails here: the series, in one line
         if not listed and not source.exists():  # it did when the plan was made
             raise faults.MachineFault(f"source vanished: {source} no longer exists (removed after planning?)")
-        nifti = next((f for f in spec["formats"] if f in ("nii", "nii.gz")), None) if part == "nifti" else None
+        nifti = formats.nifti_of(spec["formats"]) if part == "nifti" else None
         copy_dicom = part == "dicom" and bool(spec.get("dicom_dir"))
         if part == "nifti" and not nifti or part == "dicom" and not copy_dicom:
             raise SeriesFailed(f"the plan has no {part} output for this series")
@@ -226,9 +227,7 @@ def run_job(spec_path: Path, part: str, manifest_path: Path, output_dir: Path, l
         part,
         output_dir,
         dcm2niix=os.environ.get(d2n.ENV_VAR) or None,
-        copy_method=os.environ.get("BIDSPORT_COPY_METHOD", "copy"),
-        copy_workers=int(os.environ.get("BIDSPORT_COPY_WORKERS", "4")),
-        timeout=float(os.environ.get("BIDSPORT_TIMEOUT", "0")) or None,
+        **job_environment(),
     )
     line = f"{spec['key']} {spec['stem']}: {manifest['status']}"
     if manifest["message"]:

@@ -17,7 +17,7 @@ from .fsutil import write_if_changed
 from .outcomes import SeriesFailed
 
 
-STATE_DIR = ".bidsport"
+from .layout import STATE_DIR
 
 def inside(root: Path, relative: str) -> Path:
     """``root/relative``, refusing anything that would leave ``root``."""

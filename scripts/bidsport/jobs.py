@@ -12,7 +12,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from . import bids_schema, faults, probe
+from . import bids_schema, faults, layout, probe
 from . import dcm2niix as d2n
 from .settings import resolve_paths
 
@@ -58,7 +58,7 @@ def plan_job(settings: dict, plan_tsv: str, excluded_tsv: str, log_path: str) ->
                 plan.excluded.append({"line": skipped["line"], "status": "invalid", "reason": skipped["reason"]})
             if cfg["overwrite"] == "clean":  # checked and done only now that the tables are valid
                 out = Path(cfg["output_dir"])
-                keep = (".bidsport/lock", ".bidsport/logs")
+                keep = (f"{layout.STATE_DIR}/lock", f"{layout.STATE_DIR}/logs")
                 if cfg.get("nils_cohort"):  # this run's database snapshot: the plan's own input
                     keep += nils_db.snapshot_relpaths()
                 if cfg.get("overrides_table") and Path(cfg["overrides_table"]).resolve().is_relative_to(out.resolve()):
@@ -128,7 +128,7 @@ def qc_job(rows, output_dir: str, dicom_root: str, snapshots: str, summary: str,
     result = qc.subject_qc(
         rows=list(rows),
         output_dir=Path(output_dir),
-        state_dir=Path(output_dir) / ".bidsport",
+        state_dir=layout.state(output_dir),
         snapshot_dir=Path(snapshots),
         summary=Path(summary),
         dicom_root=Path(dicom_root).absolute(),

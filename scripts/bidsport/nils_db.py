@@ -30,13 +30,13 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import tsv
+from . import layout, tsv
 from .fsutil import write_if_changed
 
 if TYPE_CHECKING:
     import pandas as pd
 
-SNAPSHOT_DIR = "code/bidsport"
+SNAPSHOT_DIR = layout.CODE_DIR
 # config key -> snapshot file (the keys the planner and dataset step already read)
 SNAPSHOT_FILES = {
     "series_table": "series_table.tsv",

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import bids_schema
+from . import bids_schema, layout
 from .fsutil import write_if_changed
 from .table import TableError
 
@@ -96,7 +96,7 @@ def excluded_here(record: dict) -> bool:
 
 def table_path(output_dir: str | os.PathLike) -> Path:
     """Where the export page keeps the overrides of an output folder."""
-    return Path(output_dir) / "code" / "bidsport" / FILE_NAME
+    return layout.code(output_dir) / FILE_NAME
 
 
 def read_rows(path: str | os.PathLike) -> list[dict]:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Callable
 if TYPE_CHECKING:  # type hints only; table.read_table imports pandas when it reads
     import pandas as pd
 
-from . import fieldmaps, mapping, naming, overrides, stacks, tsv, vocabulary
+from . import fieldmaps, formats, mapping, naming, overrides, stacks, tsv, vocabulary
 from .fsutil import write_if_changed
 from .labels import sanitize_label
 from .table import TableError, parse_date, parse_time, resolve_dicom_path
@@ -30,7 +30,7 @@ from .table import TableError, parse_date, parse_time, resolve_dicom_path
 if TYPE_CHECKING:
     from . import probe
 
-NIFTI_FORMATS = ("nii", "nii.gz")
+NIFTI_FORMATS = formats.NIFTI  # kept for callers of the plan
 PLAN_COLUMNS = [
     "key", "line", "subject_code", "subject", "subject_source", "session", "series_instance_uid", "stack_index",
     "series_number", "study_date", "series_time", "series_description", "directory_type", "classification",
@@ -321,7 +321,7 @@ def build_plan(
     if rows.empty:
         raise NothingToExport(nothing_to_export_message(table, counts, cfg))
     labels, fallbacks = subject_labels(rows, str(cfg.get("subject_identifier_source", "subject_code")), identifiers, table_path)
-    formats = _formats(cfg)
+    chosen = _formats(cfg)
     layout = cfg.get("layout", "bids")
     records = rows.to_dict("records")
 
@@ -388,10 +388,10 @@ def build_plan(
         run = run_of[(_run_group(r), _member(r))]
         stem = naming.stem(r["_subject"], r["_session"], n.entities, n.suffix, n.tail, run)
         folder = _folder(layout, r["_subject"], r["_session"], n)
-        nifti_formats = [f for f in formats if f in NIFTI_FORMATS]
+        nifti_formats = [f for f in chosen if f in NIFTI_FORMATS]
         nifti_dir = folder if nifti_formats else None
         dicom_dir = None
-        if "dcm" in formats:
+        if formats.DICOM in chosen:
             dicom_dir = _join("sourcedata", folder, stem) if nifti_formats else _join(folder, stem)
         stack_index = int(r.get("stack_index") or 0)
         uid = r["series_instance_uid"]
@@ -423,7 +423,7 @@ def build_plan(
                 kind=n.kind,
                 run=run,
                 stem=stem,
-                formats=formats,
+                formats=chosen,
                 nifti_dir=nifti_dir,
                 dicom_dir=dicom_dir,
                 source=str(resolve_dicom_path(r["dicom_path"], dicom_root).absolute()),
@@ -436,7 +436,7 @@ def build_plan(
         )
     applied.check_names(entries)  # an override that makes two series collide stops here
     # A bad fieldmap_links_table stops here, before any export.
-    bids_nifti = layout == "bids" and any(f in NIFTI_FORMATS for f in formats)
+    bids_nifti = layout == "bids" and formats.wants_nifti(chosen)
     fieldmaps.check_plan_links(cfg, entries, excluded, bids_nifti=bids_nifti)
     return Plan(entries=entries, excluded=excluded, subjects=labels, fallbacks=fallbacks,
                 warnings=plan_warnings)  # fmt: skip
@@ -681,11 +681,7 @@ def _unknown_value_warnings(records: list[dict], table_path: str) -> list[str]:
 
 
 def _formats(cfg: dict) -> list[str]:
-    mode = cfg.get("output_mode", "nii.gz")
-    formats = [mode] if isinstance(mode, str) else list(mode)
-    if sum(f in NIFTI_FORMATS for f in formats) > 1:
-        raise ValueError("output_mode may hold at most one of nii and nii.gz")
-    return sorted(set(formats), key=formats.index)
+    return formats.checked(cfg.get("output_mode", "nii.gz"))
 
 
 def _join(*parts: str | None) -> str:

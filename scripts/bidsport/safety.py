@@ -16,7 +16,7 @@ import os
 import shutil
 from pathlib import Path
 
-STATE_DIR = ".bidsport"
+from .layout import STATE_DIR
 # Top-level names a bidsport export (BIDS or flat) may hold.
 EXPORT_NAMES = {
     "dataset_description.json", "participants.tsv", "participants.json", "sessions.json", "README", "README.md",

@@ -7,10 +7,11 @@ editing a key that does not change any name (``copy_workers``) re-runs nothing.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
-from . import nils_db
+from . import formats, nils_db
 
 PATH_KEYS = (
     "series_table", "instances_table", "subjects_table", "subject_identifiers_table", "fieldmap_links_table",
@@ -81,7 +82,7 @@ def resolve_paths(config: dict, workdir: Path | None = None) -> dict:
         for key, name in nils_db.SNAPSHOT_FILES.items():  # names only (no database access)
             out[key] = str(Path(out["output_dir"]) / nils_db.SNAPSHOT_DIR / name)
     mode = out.get("output_mode", "nii.gz")
-    out["_formats"] = [mode] if isinstance(mode, str) else list(mode)
+    out["_formats"] = formats.listed(mode)
     return out
 
 
@@ -95,7 +96,7 @@ def job_settings(config: dict, job: str) -> dict:
 
 
 def wants_nifti(config: dict) -> bool:
-    return any(f in ("nii", "nii.gz") for f in config["_formats"])
+    return formats.wants_nifti(config["_formats"])
 
 
 def workflow_dir() -> Path:
@@ -115,3 +116,17 @@ def workflow_dir() -> Path:
         f"cannot find bidsport's workflow (Snakefile and workflow/) in {tried}: run from the bidsport "
         "folder or set BIDSPORT_WORKFLOW=/path/to/bidsport"
     )
+
+
+@functools.lru_cache(maxsize=None)
+def _schema_properties() -> dict:
+    import yaml
+
+    from .table import schema_dir
+
+    return yaml.safe_load((schema_dir() / "config.schema.yaml").read_text(encoding="utf-8"))["properties"]
+
+
+def schema_default(key: str):
+    """A config key's default, from the config schema: the one place defaults live."""
+    return _schema_properties()[key].get("default")

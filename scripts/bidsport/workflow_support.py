@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from . import dcm2niix as d2n
-from . import faults, tsv
+from . import faults, formats, settings, tsv
 from .dataset_ledger import DECLARED_OUTPUTS, ledger_is_current
 from .fsutil import folder_size
 from .report import read_report
@@ -98,9 +98,22 @@ def export_job_environment(cfg: dict, dcm2niix: str | None) -> None:
     """Settings that must not re-run jobs when changed travel by environment."""
     if dcm2niix:
         os.environ[d2n.ENV_VAR] = dcm2niix
-    os.environ["BIDSPORT_COPY_WORKERS"] = str(cfg.get("copy_workers", 8))
-    os.environ["BIDSPORT_COPY_METHOD"] = str(cfg.get("dcm_copy_method", "copy"))
-    os.environ["BIDSPORT_TIMEOUT"] = str(cfg.get("convert_timeout", 0) or 0)
+    for key, variable in JOB_ENVIRONMENT.items():
+        os.environ[variable] = str(cfg[key] if cfg.get(key) is not None else settings.schema_default(key))
+
+
+# Config key → the variable that carries it to the series jobs (read by job_environment).
+JOB_ENVIRONMENT = {"copy_workers": "BIDSPORT_COPY_WORKERS", "dcm_copy_method": "BIDSPORT_COPY_METHOD",
+                   "convert_timeout": "BIDSPORT_TIMEOUT"}  # fmt: skip
+
+
+def job_environment() -> dict:
+    """The settings :func:`export_job_environment` gave the series jobs (the config
+    schema's defaults where a variable is unset, e.g. a job called directly)."""
+    values = {key: os.environ.get(variable) or settings.schema_default(key) for key, variable in JOB_ENVIRONMENT.items()}
+    timeout = float(values["convert_timeout"] or 0)
+    return {"copy_workers": int(values["copy_workers"]), "copy_method": str(values["dcm_copy_method"]),
+            "timeout": timeout or None}  # fmt: skip
 
 
 def clean_token(cfg: dict) -> str | None:
@@ -143,7 +156,7 @@ def dataset_outputs(cfg: dict, out: Path) -> list[str]:
 
 
 def _has_nifti(row: dict) -> bool:
-    return any(f in ("nii", "nii.gz") for f in row["formats"].split(","))
+    return formats.wants_nifti(row["formats"].split(","))
 
 
 def read_plan_parts(plan_tsv: str | os.PathLike) -> list[tuple[str, str]]:

@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 from bidsport import (
     export_series,
     jobs,
+    layout,
     qc,
     safety,
     settings,
@@ -49,8 +50,8 @@ validate(config, str(Path(workflow.basedir) / "workflow/schemas/config.schema.ya
 settings.check_source(config)
 CFG = settings.resolve_paths(config)
 OUT = Path(CFG["output_dir"])
-STATE = OUT / ".bidsport"
-CODE = OUT / "code" / "bidsport"
+STATE = layout.state(OUT)
+CODE = layout.code(OUT)
 ENV = str(Path(workflow.basedir) / "envs" / "bidsport.yaml")
 
 # Never write under the sources. The output lock is taken by onstart (below): only

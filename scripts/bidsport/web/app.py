@@ -16,9 +16,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from .. import thumbnails
+from .. import layout, thumbnails
 from ..overrides import OverrideError
-from ..plan import NIFTI_FORMATS, NothingToExport, build_plan
+from ..formats import NIFTI as NIFTI_FORMATS
+from ..plan import NothingToExport, build_plan
 from ..report import read_report
 from ..settings import resolve_paths
 from ..table import TableError, resolve_dicom_path
@@ -148,17 +149,17 @@ def create_app(defaults: dict, token: str, state_dir: Path, cores: int, cookie_n
             export = export_or_404(request)
         except LookupError:
             return PlainTextResponse("no such export", status_code=404)
-        path = export.output / "code" / "bidsport" / "export_report.tsv"
+        path = layout.report(export.output)
         rows = read_report(path)
         columns = list(rows[0]) if rows else []
         return templates.TemplateResponse(request, "report.html", {"export": export, "columns": columns, "rows": rows, "path": path})
 
     def validation_json(export: Export) -> Path:
-        return export.output / "code" / "bidsport" / "validation.json"
+        return layout.validation(export.output)
 
     def newer_than_export(export: Export, path: Path) -> bool:
         """``path`` exists and was made after the export last wrote its report."""
-        report = export.output / "code" / "bidsport" / "export_report.tsv"
+        report = layout.report(export.output)
         return path.exists() and (not report.exists() or path.stat().st_mtime_ns >= report.stat().st_mtime_ns)
 
     def validation_fresh(export: Export) -> bool:
@@ -361,7 +362,7 @@ def create_app(defaults: dict, token: str, state_dir: Path, cores: int, cookie_n
     def qc_images(export: Export) -> dict[str, str]:
         """Exported file -> the address of its QC picture (the QC jobs' index)."""
         found = {}
-        for index in sorted((export.output / ".bidsport" / "qc").glob("sub-*/snapshots/index.json")):
+        for index in sorted(layout.qc(export.output).glob("sub-*/snapshots/index.json")):
             subject = index.parent.parent.name
             try:
                 entries = json.loads(index.read_text(encoding="utf-8"))
@@ -416,7 +417,7 @@ def create_app(defaults: dict, token: str, state_dir: Path, cores: int, cookie_n
         subject, name = request.path_params["subject"], request.path_params["name"]
         if "/" in subject or "/" in name or not subject.startswith("sub-") or not name.endswith(".png") or name.startswith("."):
             return PlainTextResponse("no such picture", status_code=404)
-        path = export.output / ".bidsport" / "qc" / subject / "snapshots" / name
+        path = layout.qc(export.output) / subject / "snapshots" / name
         if not path.is_file():
             return PlainTextResponse("no such picture", status_code=404)
         return FileResponse(path, media_type="image/png")

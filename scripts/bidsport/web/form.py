@@ -17,7 +17,8 @@ import jsonschema
 import yaml
 
 from .. import naming, overrides, safety, settings
-from ..plan import NIFTI_FORMATS, NothingToExport, apply_filters, build_plan
+from ..formats import NIFTI as NIFTI_FORMATS
+from ..plan import NothingToExport, apply_filters, build_plan
 from ..table import TableError, schema_dir
 from .cohorts import TABLE_KEYS, WEB_ONLY_KEYS, Cohort
 

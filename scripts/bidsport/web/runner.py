@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from .. import safety
+from .. import formats, layout, safety
 from ..report import read_report as report_rows
 
 from ..settings import workflow_dir
@@ -181,7 +181,7 @@ class Runner:
                 id=dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6],
                 output_dir=str(output),
                 cohort=cohort,
-                config_path=str(output / "code" / "bidsport" / "config.yaml"),
+                config_path=str(layout.code(output) / layout.PAGE_CONFIG),
                 started=dt.datetime.now().isoformat(timespec="seconds"),
                 parts=parts,
                 qc=bool(config.get("qc_snapshots")) and config_wants_nifti(config),
@@ -226,7 +226,7 @@ class Runner:
         if not Path(export.config_path).exists():
             write_config(export, config)
         # The report counts only if this run wrote it (a cancelled run may not have).
-        report = export.output / "code" / "bidsport" / "export_report.tsv"
+        report = layout.report(export.output)
         if report.exists() and report.stat().st_mtime >= dt.datetime.fromisoformat(export.started).timestamp() - 1:
             export.counts, export.failed = read_report(export.output)
         if export.status == "cancelling":
@@ -297,8 +297,7 @@ class Runner:
 
 
 def config_wants_nifti(config: dict) -> bool:
-    mode = config.get("output_mode", "nii.gz")
-    return any(f in ("nii", "nii.gz") for f in ([mode] if isinstance(mode, str) else mode))
+    return formats.wants_nifti(formats.listed(config.get("output_mode", "nii.gz")))
 
 
 def write_config(export: Export, config: dict) -> None:
@@ -315,7 +314,7 @@ def write_config(export: Export, config: dict) -> None:
 
 def read_report(output: Path) -> tuple[dict, list[dict]]:
     """Counts by status and the failed series, from code/bidsport/export_report.tsv."""
-    path = output / "code" / "bidsport" / "export_report.tsv"
+    path = layout.report(output)
     if not path.exists():
         return {}, []
     rows = report_rows(path)
