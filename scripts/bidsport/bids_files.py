@@ -19,17 +19,30 @@ NEEDS_COMPANIONS = {"asl"}
 README_NAMES = ("README", "README.md")
 
 
+EXTENSIONS = (*NIFTI_EXTS, ".json", ".bval", ".bvec", ".tsv")
+
+
+def split_extension(name: str) -> tuple[str, str]:
+    """``sub-1_T1w.nii.gz`` → (``sub-1_T1w``, ``.nii.gz``); a path keeps its folders."""
+    ext = next((e for e in EXTENSIONS if name.endswith(e)), "")
+    return name[: len(name) - len(ext)], ext
+
+
+def entities_and_suffix(stem: str) -> tuple[dict[str, str], str]:
+    """``sub-1_ses-A_echo-2_bold`` → ({sub: 1, ses: A, echo: 2}, ``bold``)."""
+    pieces = stem.rsplit("/", 1)[-1].split("_")
+    return dict(p.split("-", 1) for p in pieces[:-1] if "-" in p), pieces[-1]
+
+
 def split_name(rel: str) -> tuple[str | None, bool, dict, str, str]:
-    """(datatype, in_subfolder, entities, suffix, extension) of a dataset path."""
+    """(datatype, in_subfolder, entities, suffix, extension) of a dataset path: the
+    one parser of BIDS file names (sidecars, fieldmaps, QC and the series job use it)."""
     parts = rel.split("/")
-    name = parts[-1]
-    ext = next((e for e in (".nii.gz", ".nii", ".json", ".bval", ".bvec", ".tsv") if name.endswith(e)), "")
-    stem = name[: len(name) - len(ext)] if ext else name
-    pieces = stem.split("_")
-    ents = dict(p.split("-", 1) for p in pieces[:-1] if "-" in p)
+    stem, ext = split_extension(parts[-1])
+    ents, suffix = entities_and_suffix(stem)
     folders = [p for p in parts[:-1] if not p.startswith(("sub-", "ses-"))]
     datatype = folders[0] if folders else None
-    return datatype, len(folders) > 1, ents, pieces[-1], ext
+    return datatype, len(folders) > 1, ents, suffix, ext
 
 
 def sidecar_of(nifti: str) -> str:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from . import dcm2niix as d2n
 from . import bids_schema, faults, formats, sidecars
+from .bids_files import split_extension
 from .dicom_copy import copy_files
 from .dicom_scan import absent_message, scan_series
 from .fsutil import folder_size, write_if_changed
@@ -41,7 +42,6 @@ from .nifti_outputs import (
     plan_nifti_files,
     select_stack,
     sidecar_facts,
-    without_extension,
 )
 from .outcomes import NotExported, SeriesFailed
 from .series_files import file_list, is_split, listed_files, own_stack_files, stack_copy, symlink_folder
@@ -156,7 +156,7 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
         if nifti:
             for src, rel in moves:
                 installer.install_file(src, rel)
-                if without_extension(rel) in incomplete:
+                if split_extension(rel)[0] in incomplete:
                     installer.installed[-1]["incomplete"] = True  # → .bidsignore
         if copy_dicom:
             installer.install_dir(dcm_scratch, spec["dicom_dir"])

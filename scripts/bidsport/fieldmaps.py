@@ -24,6 +24,7 @@ import os
 import re
 from dataclasses import dataclass
 
+from .bids_files import entities_and_suffix, split_extension
 from .settings import resolve_paths
 from .table import TableError, load_fieldmap_links_table
 
@@ -44,15 +45,13 @@ def _session_of(path: str) -> str:
 
 def _fmap_group(path: str) -> str:
     """Files of one fieldmap acquisition share everything but suffix, dir and part."""
-    name = path.rsplit("/", 1)[-1].split(".")[0]
-    pieces = name.split("_")
-    kept = [p for p in pieces[:-1] if not p.startswith(("dir-", "part-"))]
-    return "_".join(kept)
+    ents, _ = entities_and_suffix(split_extension(path)[0])
+    return "_".join(f"{k}-{v}" for k, v in ents.items() if k not in ("dir", "part"))
 
 
 def is_fieldmap_file(path: str) -> bool:
     parts = path.split("/")
-    suffix = parts[-1].split(".")[0].rsplit("_", 1)[-1]
+    _, suffix = entities_and_suffix(split_extension(path)[0])
     return len(parts) >= 2 and parts[-2] == "fmap" and suffix in FMAP_SUFFIXES
 
 

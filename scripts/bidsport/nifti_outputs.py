@@ -173,10 +173,6 @@ def plan_nifti_files(spec: dict, groups: dict[str, list[Path]], facts: dict[str,
             moves.append((path, "/".join(p for p in (spec["nifti_dir"], stem + ext) if p)))
     return moves
 
-def without_extension(rel: str) -> str:
-    ext = next((e for e in NIFTI_EXTS + COMPANION_EXTS if rel.endswith(e)), "")
-    return rel[: len(rel) - len(ext)]
-
 def direction_warnings(spec: dict, moves: list[tuple[Path, str]]) -> list[str]:
     """Say so where the planned ``dir-`` and the image's phase encoding disagree."""
     planned = dict(map(tuple, spec.get("entities", []))).get("dir")

@@ -14,16 +14,16 @@ import json
 import os
 from pathlib import Path
 
+from . import bids_files
+
 PANEL_HEIGHT = 220  # pixels; every panel is scaled to this height
 THUMB_HEIGHT = 72
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
 
 def nifti_stem(name: str) -> str | None:
-    for suffix in NIFTI_SUFFIXES:
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return None
+    """A NIfTI file's name without its extension (None for any other file)."""
+    stem, ext = bids_files.split_extension(name)
+    return stem if ext in bids_files.NIFTI_EXTS else None
 
 
 def _to_uint8(plane, low: float, high: float):

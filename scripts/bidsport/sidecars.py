@@ -12,7 +12,7 @@ import json
 import re
 from pathlib import Path
 
-from . import bids_schema
+from . import bids_files, bids_schema
 
 _SIMPLE = {
     "datatype": re.compile(r'^datatype == "(\w+)"$'),
@@ -64,12 +64,6 @@ def missing_required(datatype: str, suffix: str, sidecar: dict) -> list[str]:
     return out
 
 
-def _suffix_and_entities(stem: str) -> tuple[str, dict[str, str]]:
-    parts = stem.split("_")
-    ents = dict(p.split("-", 1) for p in parts[:-1] if "-" in p)
-    return parts[-1], ents
-
-
 def fix_sidecars(spec: dict, moves: list[tuple[Path, str]]) -> tuple[list[str], set[str]]:
     """Add what bidsport knows to each sidecar in scratch.
 
@@ -87,7 +81,7 @@ def fix_sidecars(spec: dict, moves: list[tuple[Path, str]]) -> tuple[list[str], 
         except (OSError, ValueError) as exc:
             warnings.append(f"{rel}: unreadable sidecar ({exc})")
             continue
-        suffix, ents = _suffix_and_entities(Path(rel).name[: -len(".json")])
+        ents, suffix = bids_files.entities_and_suffix(bids_files.split_extension(rel)[0])
         changed = False
         if suffix == "bold" and ents.get("task") and data.get("TaskName") != ents["task"]:  # the label (an override may set it)
             data["TaskName"] = ents["task"]
