@@ -19,11 +19,13 @@ import json
 import os
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import dcm2niix as d2n
-from . import images
+from . import images, mapping
 from .dicom_scan import Scan, scan_series, series_uid_of, walk_files
 from .table import resolve_dicom_path
 
@@ -156,3 +158,23 @@ def image_type_reader(dicom_root: Path, instances: dict | None = None):
         return header_image_type(resolve_dicom_path(row["dicom_path"], dicom_root), row["series_instance_uid"], files)
 
     return image_type
+
+
+# Provenances whose raw and scanner-derived images share a branch: ImageType decides.
+_IMAGE_TYPE_DECIDES = {"BOLDRecon", "ASLRecon", "DTIRecon", "PerfusionRecon"}
+
+
+def image_types(records: list[dict], image_type: Callable[[dict], str | None] | None) -> dict[int, str]:
+    """id(row) → the images' ImageType, for rows whose name depends on it and whose
+    table has no ``stack_image_type`` (read from one header each, a few at once)."""
+    if image_type is None:
+        return {}
+    wanted = [
+        r for r in records
+        if not r.get("stack_image_type")
+        and (r.get("provenance") in _IMAGE_TYPE_DECIDES or r.get("directory_type") in ("func", "dwi", "perf"))
+        and not mapping.Classification.from_row(r).first({**mapping.DWI_MAPS, **mapping.PERFUSION_MAPS})
+    ]  # fmt: skip
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        found = list(pool.map(image_type, wanted))
+    return {id(r): t for r, t in zip(wanted, found) if t}

@@ -18,6 +18,7 @@ each stack holds; this module turns them into the facts a name needs:
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from dataclasses import dataclass, replace
 
 # series-table column → key of the spec's ``stack`` dict
@@ -197,4 +198,37 @@ def tell_apart(stacks: list[dict]) -> list[StackRole]:
                 f"its stack columns do not tell it apart from {len(twins)} other stack(s) of the series "
                 "(same echo time, image type, inversion time and orientation): separated by run number"
             ))  # fmt: skip
+    return roles
+
+
+def roles_of(records: list[dict]) -> dict[int, StackRole]:
+    """id(row) → what tells the row's stack from the other stacks of its series.
+
+    From the stack columns (echo time, ImageType, inversion time …). A series whose
+    rows carry none of them is told apart by ``stack_key`` and ``stack_index`` as a
+    last resort, with a warning: the index is discovery order, not echo order."""
+    by_uid: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        by_uid[r["series_instance_uid"]].append(r)
+    roles: dict[int, StackRole] = {}
+    for members in by_uid.values():
+        if len(members) < 2:
+            continue
+        members.sort(key=lambda r: int(r.get("stack_index") or 0))
+        facts = [stack_facts(r) for r in members]
+        if any(facts):
+            for r, role in zip(members, tell_apart(facts)):
+                roles[id(r)] = role
+            continue
+        note = ("no stack columns (stack_echo_time, stack_image_type …): told apart by stack_index, which is the "
+                "classifier's discovery order, not necessarily the echo or inversion order")  # fmt: skip
+        for r in members:
+            index, key = int(r.get("stack_index") or 0), r.get("stack_key") or ""
+            if key == "multi_echo":
+                role = StackRole(echo=index + 1, echo_in_part=index + 1, n_in_part=len(members), note=note)
+            elif key == "multi_ti":
+                role = StackRole(inv=index + 1, note=note)
+            else:
+                role = StackRole(note=note.replace("told apart by stack_index", "not told apart (run numbers)"))
+            roles[id(r)] = role
     return roles

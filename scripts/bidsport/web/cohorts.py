@@ -13,7 +13,7 @@ from typing import Callable
 import pandas as pd
 
 from .. import nils_db, table
-from ..plan import with_default_provenance
+from ..filters import with_default_provenance
 
 # Config keys only the page reads: never written into an export's config.
 WEB_ONLY_KEYS = ("series_tables",)

@@ -18,7 +18,8 @@ import yaml
 
 from .. import naming, overrides, safety, settings
 from ..formats import NIFTI as NIFTI_FORMATS
-from ..plan import NothingToExport, apply_filters, build_plan
+from ..filters import apply_filters
+from ..plan import NothingToExport, build_plan
 from ..table import TableError, schema_dir
 from .cohorts import TABLE_KEYS, WEB_ONLY_KEYS, Cohort
 
@@ -160,7 +161,7 @@ def lock_holder(output: Path) -> str | None:
 
 
 def filter_counts(cohort: Cohort, form: dict, defaults: dict) -> dict:
-    """How many series the filters keep, and how many each removed (plan.apply_filters)."""
+    """How many series the filters keep, and how many each removed (filters.apply_filters)."""
     cfg = build_config(form, defaults, cohort.ident)
     kept, _, removed = apply_filters(cohort.rows, cfg)
     return {"total": int(len(cohort.rows)), "kept": int(len(kept)), "removed": removed}
