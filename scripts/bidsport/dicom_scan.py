@@ -1,4 +1,7 @@
-"""Which files of a folder belong to one series, cheaply and exactly.
+"""Which files of a folder belong to one series (and to one stack of it), cheaply and exactly.
+
+(Longer than most modules on purpose: the series scan and the stack selection both
+read headers with the same element walk, whose byte-level internals stay private here.)
 
 Folders may hold several series (enhanced Siemens XA exports do), plus non-image
 objects. dcm2niix's ``-n <CRC>`` filter is not reliable for this (on the XA30

@@ -1,5 +1,7 @@
 """Read a cohort straight from the classifier's PostgreSQL metadata database (NILS).
 
+(Its length is mostly the SQL statements, kept beside the code that reads their rows.)
+
 The database (``docs/database.md``) is read with one set-based, streamed
 query (a server-side cursor) in a read-only transaction, and turned into the same
 tables a user would write by hand:
