@@ -168,3 +168,14 @@ def test_a_fieldmap_the_validator_would_reject_is_named_as_incomplete(tmp_path):
     (tmp_path / (fmap + "phasediff.json")).write_text(json.dumps({"EchoTime1": 0.01, "EchoTime2": 0.0125}))
     found = incomplete_fieldmaps(tmp_path, files, set(files))
     assert found == {fmap + "phasediff.nii.gz": "a phasediff without its magnitude1 image (not in the export)"}
+
+
+def test_a_filtered_out_stack_still_counts_so_its_sibling_keeps_its_name_and_only_its_own_images():
+    rows = [
+        _stack("1.9", 0, "12.46", "ORIGINAL\\PRIMARY\\M\\ND", construct_csv="Magnitude", manual_review_required="0"),
+        _stack("1.9", 1, "10", "ORIGINAL\\PRIMARY\\M\\ND", construct_csv="Magnitude", manual_review_required="1"),
+    ]
+    plan = build_plan(_frame(rows), CFG, dicom_root=Path("/d"))
+    (entry,) = plan.entries
+    assert entry.stem.endswith("_magnitude2") and entry.n_stacks == 2  # not renamed magnitude1
+    assert entry.spec("skip")["stack"]["echo_time"] == 12.46  # its job picks its own images, not the whole series

@@ -225,15 +225,17 @@ def build_plan(
     if problems:
         raise TableError(problems)
 
-    n_stacks = Counter(r["series_instance_uid"] for r in records)
+    # Every stack the table lists counts, filtered or not: a stack left out must not
+    # make its sibling take the whole series, nor shift its echo rank.
+    n_stacks = Counter(table["series_instance_uid"])
     shared_sources = sources_with_several_series(table, dicom_root)
     symri = bool(cfg.get("symri_subfolder", True))
     plan_warnings: list[str] = []
-    roles = stacks.roles_of(records)
+    roles = stacks.roles_of(table.to_dict("records"))
     types = probe.image_types(records, image_type)
     for r in records:
         r["_warnings"] = []
-        role = roles.get(id(r))
+        role = roles.get(stacks.row_key(r))
         if role is not None and role.note:
             r["_warnings"].append(f"stack {r.get('stack_index') or 0}: {role.note}")
         r["_name"] = naming.name_series(r, stack=role, image_type=types.get(id(r)), symri_subfolder=symri)

@@ -201,8 +201,14 @@ def tell_apart(stacks: list[dict]) -> list[StackRole]:
     return roles
 
 
-def roles_of(records: list[dict]) -> dict[int, StackRole]:
-    """id(row) → what tells the row's stack from the other stacks of its series.
+def row_key(row: dict) -> tuple[str, int]:
+    """(SeriesInstanceUID, stack_index) of a table row: the key of :func:`roles_of`."""
+    return row["series_instance_uid"], int(row.get("stack_index") or 0)
+
+
+def roles_of(records: list[dict]) -> dict[tuple[str, int], StackRole]:
+    """:func:`row_key` → what tells the row's stack from the other stacks of its series
+    (give every row of the table: a filtered-out stack still counts in the ranks).
 
     From the stack columns (echo time, ImageType, inversion time …). A series whose
     rows carry none of them is told apart by ``stack_key`` and ``stack_index`` as a
@@ -210,7 +216,7 @@ def roles_of(records: list[dict]) -> dict[int, StackRole]:
     by_uid: dict[str, list[dict]] = defaultdict(list)
     for r in records:
         by_uid[r["series_instance_uid"]].append(r)
-    roles: dict[int, StackRole] = {}
+    roles: dict[tuple[str, int], StackRole] = {}
     for members in by_uid.values():
         if len(members) < 2:
             continue
@@ -218,7 +224,7 @@ def roles_of(records: list[dict]) -> dict[int, StackRole]:
         facts = [stack_facts(r) for r in members]
         if any(facts):
             for r, role in zip(members, tell_apart(facts)):
-                roles[id(r)] = role
+                roles[row_key(r)] = role
             continue
         note = ("no stack columns (stack_echo_time, stack_image_type …): told apart by stack_index, which is the "
                 "classifier's discovery order, not necessarily the echo or inversion order")  # fmt: skip
@@ -230,5 +236,5 @@ def roles_of(records: list[dict]) -> dict[int, StackRole]:
                 role = StackRole(inv=index + 1, note=note)
             else:
                 role = StackRole(note=note.replace("told apart by stack_index", "not told apart (run numbers)"))
-            roles[id(r)] = role
+            roles[row_key(r)] = role
     return roles
