@@ -75,11 +75,17 @@ class Installer:
         sidecar since, e.g. fieldmap links, so the content may differ)."""
         return rel in self.previous
 
-    def install_file(self, src: Path, rel: str) -> None:
-        target = inside(self.output_dir, rel)
+    def _keeps_foreign(self, target: Path, rel: str) -> bool:
+        """``overwrite: skip`` keeps a file this series did not write (and says so)."""
         if target.exists() and self.mode == "skip" and not self._ours(rel):
             self.skipped.append(rel)
             self.installed.append({"path": rel, "status": "skipped", "sig": None})
+            return True
+        return False
+
+    def install_file(self, src: Path, rel: str) -> None:
+        target = inside(self.output_dir, rel)
+        if self._keeps_foreign(target, rel):
             return
         if self.mode != "overwrite" and _same_content(src, target):
             # Re-running a series (e.g. to restore a deleted file) leaves its
@@ -92,9 +98,7 @@ class Installer:
 
     def install_dir(self, src: Path, rel: str) -> None:
         target = inside(self.output_dir, rel)
-        if target.exists() and self.mode == "skip" and not self._ours(rel):
-            self.skipped.append(rel)
-            self.installed.append({"path": rel, "status": "skipped", "sig": None})
+        if self._keeps_foreign(target, rel):
             return
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists():
