@@ -179,3 +179,30 @@ def test_a_filtered_out_stack_still_counts_so_its_sibling_keeps_its_name_and_onl
     (entry,) = plan.entries
     assert entry.stem.endswith("_magnitude2") and entry.n_stacks == 2  # not renamed magnitude1
     assert entry.spec("skip")["stack"]["echo_time"] == 12.46  # its job picks its own images, not the whole series
+
+
+@pytest.mark.parametrize("part", ["nifti", "dicom"])
+def test_a_series_whose_images_are_not_mr_is_excluded_by_its_job_with_the_reason(tmp_path, part):
+    """A table without stack_modality: the images' own Modality (sidecar for NIfTI,
+    the first header for a copy) keeps a CT series out of the MRI dataset."""
+    import pydicom
+
+    from bidsport import dcm2niix as d2n
+    from bidsport import export_series, synthdicom
+
+    written = synthdicom.write_series(tmp_path / "dicom" / "ct", synthdicom.spec_for("t1w"), patient_id="P1",
+                                      study_uid="1.2.826.0.1.3680043.8.498.1", study_date="20240102")  # fmt: skip
+    for path in written.files:
+        ds = pydicom.dcmread(path)
+        ds.Modality = "CT"
+        ds.save_as(path)
+    spec = {
+        "key": "k", "subject": "01", "session": None, "series_instance_uid": written.series_instance_uid, "stack_index": 0,
+        "n_stacks": 1, "datatype": "anat", "subfolder": None, "entities": [], "suffix": "T1w", "tail": "", "role": "image",
+        "kind": "raw", "run": None, "stem": "sub-01_T1w", "formats": ["nii.gz", "dcm"], "nifti_dir": "sub-01/anat",
+        "dicom_dir": "sourcedata/sub-01/anat/sub-01_T1w", "source": str(written.folder), "multi_suffix": "", "overwrite": "skip",
+    }  # fmt: skip
+    out = tmp_path / "out"
+    manifest = export_series.export(spec, part, out, dcm2niix=d2n.find_dcm2niix(), copy_method="copy", copy_workers=1, timeout=120)
+    assert manifest["status"] == "excluded" and "not an MR image (Modality CT)" in manifest["message"]
+    assert not [p for p in out.rglob("*") if p.is_file() and ".bidsport" not in p.parts]  # nothing in the dataset

@@ -120,7 +120,7 @@ def _epi_direction(r: dict, n: naming.SeriesName, facts) -> None:
             f"the series holds both phase-encoding polarities ({', '.join(facts.pe_dirs)}): each image is named "
             "by its own direction" + (f" (phase_encoding_direction {table_dir} in the table ignored)" if table_dir else "")
         )
-        r["_name"] = n.with_entity("dir", None)
+        r["_name"] = naming.with_entities(n, dir=None)
         return
     if facts.pe_dir and table_dir and facts.pe_dir != table_dir:
         r["_warnings"].append(

@@ -99,7 +99,8 @@ def export(spec: dict, part: str, output_dir: Path, *, dcm2niix: str | None, cop
                     raise faults.MachineFault(f"source unreadable: {unreadable_text(scan.unreadable, source)}")
             if not scan.files:
                 raise SeriesFailed(absent_message(scan, uid, source))
-            modality = _modality(scan.files[0])
+            # The NIfTI part learns the Modality from dcm2niix's sidecars; a copy reads one header.
+            modality = _modality(scan.files[0]) if not nifti else None
             if modality and modality != "MR":
                 raise NotExported(f"not an MR image (Modality {modality}): never exported into an MRI dataset")
         if nifti:

@@ -13,11 +13,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .dicom_scan import orientation_class
 from .stacks import image_part
 
 # Direction (LPS, DICOM's patient axes) toward which phase is encoded → BIDS dir- label.
 _DIR_LABEL = {(0, 1): "RL", (0, -1): "LR", (1, 1): "AP", (1, -1): "PA", (2, 1): "IS", (2, -1): "SI"}
-_ORIENTATION = {0: "sagittal", 1: "coronal", 2: "axial"}  # by the slice normal's main axis
 
 
 def dir_label(pe_direction: str | None, orientation: list[float] | None) -> str | None:
@@ -41,12 +41,8 @@ def dir_label(pe_direction: str | None, orientation: list[float] | None) -> str 
 
 def orientation_of(orientation: list[float] | None) -> str | None:
     """``axial``, ``coronal`` or ``sagittal`` from ImageOrientationPatient (6 numbers)."""
-    if not orientation or len(orientation) != 6:
-        return None
-    r = [float(v) for v in orientation[:3]]
-    c = [float(v) for v in orientation[3:]]
-    normal = [r[1] * c[2] - r[2] * c[1], r[2] * c[0] - r[0] * c[2], r[0] * c[1] - r[1] * c[0]]
-    return _ORIENTATION[max(range(3), key=lambda a: abs(normal[a]))]
+    found = orientation_class([float(v) for v in orientation]) if orientation else None
+    return found.lower() if found else None
 
 
 @dataclass(frozen=True)
@@ -62,7 +58,6 @@ class OutputFacts:
     pe_dir: str | None = None  # the BIDS dir- label it means
     orientation: str | None = None  # axial | coronal | sagittal
     image_type: tuple[str, ...] = ()
-    derived: bool = False
     modality: str | None = None  # MR, CT, PT … (dcm2niix writes it)
     acquired: str | None = None  # AcquisitionDateTime, else AcquisitionTime, as the sidecar gives it
 
@@ -91,7 +86,6 @@ def output_facts(postfix: str, sidecar: dict | None = None) -> OutputFacts:
         pe_dir=dir_label(sidecar.get("PhaseEncodingDirection"), orientation),
         orientation=orientation_of(orientation),
         image_type=image_type,
-        derived=bool(image_type) and image_type[0] == "DERIVED",
         modality=str(sidecar["Modality"]).upper() if sidecar.get("Modality") else None,
         acquired=str(sidecar.get("AcquisitionDateTime") or sidecar.get("AcquisitionTime") or "") or None,
     )

@@ -38,14 +38,6 @@ class SeriesName:
     def entity(self, key: str) -> str | None:
         return dict(self.entities).get(key)
 
-    def with_entity(self, key: str, value: str | None) -> "SeriesName":
-        ents = dict(self.entities)
-        if value is None:
-            ents.pop(key, None)
-        else:
-            ents[key] = value
-        return replace(self, entities=tuple(ents.items()))
-
 
 def with_entities(name: SeriesName, **values: str | None) -> SeriesName:
     """``name`` with these entities set (None: removed), in the schema's order."""

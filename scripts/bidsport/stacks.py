@@ -21,6 +21,8 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, replace
 
+from .dicom_scan import STACK_NUMBERS
+
 # series-table column → key of the spec's ``stack`` dict
 STACK_COLUMNS = {
     "stack_modality": "modality",
@@ -33,7 +35,6 @@ STACK_COLUMNS = {
     "stack_flip_angle": "flip_angle",
     "stack_n_instances": "n_instances",
 }
-NUMERIC = {"echo_time", "inversion_time", "repetition_time", "flip_angle"}
 ECHO_TOLERANCE_MS = 0.05  # NILS rounds echo times to 0.01 ms; dcm2niix writes seconds
 # DICOM ImageType value 3 (and dcm2niix's appended word) → BIDS part label
 _PART_TOKENS = {
@@ -60,7 +61,7 @@ def stack_facts(row: dict) -> dict:
         value = str(row.get(column) or "").strip()
         if not value:
             continue
-        if key in NUMERIC:
+        if key in STACK_NUMBERS:
             number = _number(value)
             if number is not None:
                 facts[key] = number
@@ -100,10 +101,6 @@ def is_derived(image_type) -> bool:
     """DICOM ImageType value 1 is ``DERIVED`` (a scanner-computed image)."""
     tokens = _tokens(image_type)
     return bool(tokens) and tokens[0] == "DERIVED"
-
-
-def is_mr(facts: dict) -> bool:
-    return str(facts.get("modality") or "MR").upper() == "MR"
 
 
 @dataclass(frozen=True)
