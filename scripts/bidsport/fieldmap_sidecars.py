@@ -75,9 +75,10 @@ def complete_fieldmaps(output_dir: Path, by_key: dict[str, dict]) -> set[str]:
     those images and their sidecars (exported, but listed in ``.bidsignore``)."""
     all_files = [f["path"] for m in by_key.values() for f in m["files"]]
     fill_phasediff_echo_times(output_dir, all_files)
+    everything = set(all_files)  # once: each series' fieldmaps look up their siblings in it
     incomplete: set[str] = set()
     for m in by_key.values():
-        for rel, reason in incomplete_fieldmaps(output_dir, [f["path"] for f in m["files"]], set(all_files)).items():
+        for rel, reason in incomplete_fieldmaps(output_dir, [f["path"] for f in m["files"]], everything).items():
             incomplete |= {rel, sidecar_of(rel)}
             m["warnings"].append(f"{rel}: {reason}: exported, listed in .bidsignore")
     return incomplete
